@@ -1,0 +1,145 @@
+"""Expected failures of assist, each with a stable machine-readable ``code``.
+
+The tree::
+
+    AssistError                      code "internal"
+    ├── ValidationError              "invalid"            bad input from a client
+    │   ├── DataFileError            "data.invalid"       a shop/data file has bad records (file, line, field)
+    │   ├── BadFrameError            "ws.bad_frame"       WebSocket frame that is not valid JSON / schema
+    │   ├── UnknownFrameError        "ws.unknown_type"    WebSocket frame with an unknown ``type``
+    │   ├── TextTooLongError         "turn.text_too_long"
+    │   └── ReplayInputError         "replay.invalid"
+    ├── NotFoundError                "not_found"
+    │   ├── KbEntryNotFound          "kb.entry_not_found"
+    │   ├── ConversationNotFound     "conversation.not_found"
+    │   ├── SuggestionNotFound       "suggestion.not_found"
+    │   └── ReplayNotFound           "replay.not_found"
+    ├── ConflictError                "conflict"
+    │   ├── KbEntryExists            "kb.entry_exists"
+    │   └── StateError               "ws.state"           frame not allowed in the session's phase
+    ├── IndexError_                  "index.invalid"
+    │   └── StaleIndexError          "index.stale"        persisted index does not match KB / encoder
+    ├── ModelError                   "model.unavailable"  a model file is missing or does not load
+    └── NotReadyError                "service.not_ready"
+
+Stages and stores raise these; they know nothing about HTTP. ``service/errors.py``
+maps each class to an HTTP status and a WebSocket ``error`` frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AssistError(Exception):
+    code = "internal"
+
+    def __init__(self, message: str, *, details: object | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ValidationError(AssistError):
+    code = "invalid"
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """One bad record in a data file: where it is and what is wrong."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+class DataFileError(ValidationError):
+    code = "data.invalid"
+
+    def __init__(self, problems: list[RecordProblem]) -> None:
+        self.problems = problems
+        head = "\n".join(str(p) for p in problems[:50])
+        more = f"\n... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(
+            f"{len(problems)} invalid record(s):\n{head}{more}",
+            details=[p.__dict__ for p in problems],
+        )
+
+
+class BadFrameError(ValidationError):
+    code = "ws.bad_frame"
+
+
+class UnknownFrameError(ValidationError):
+    code = "ws.unknown_type"
+
+
+class TextTooLongError(ValidationError):
+    code = "turn.text_too_long"
+
+
+class ReplayInputError(ValidationError):
+    code = "replay.invalid"
+
+
+class NotFoundError(AssistError):
+    code = "not_found"
+
+
+class KbEntryNotFound(NotFoundError):
+    code = "kb.entry_not_found"
+
+
+class ConversationNotFound(NotFoundError):
+    code = "conversation.not_found"
+
+
+class SuggestionNotFound(NotFoundError):
+    code = "suggestion.not_found"
+
+
+class ReplayNotFound(NotFoundError):
+    code = "replay.not_found"
+
+
+class ConflictError(AssistError):
+    code = "conflict"
+
+
+class KbEntryExists(ConflictError):
+    code = "kb.entry_exists"
+
+
+class StateError(ConflictError):
+    code = "ws.state"
+
+
+class IndexError_(AssistError):  # noqa: N801 - avoid shadowing the builtin IndexError
+    code = "index.invalid"
+
+
+class StaleIndexError(IndexError_):
+    code = "index.stale"
+
+
+class ModelError(AssistError):
+    code = "model.unavailable"
+
+
+class NotReadyError(AssistError):
+    code = "service.not_ready"
+
+
+def all_error_classes() -> list[type[AssistError]]:
+    """Every AssistError class, for the contract test that each code is mapped."""
+    out: list[type[AssistError]] = []
+    todo: list[type[AssistError]] = [AssistError]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out

