@@ -1,0 +1,209 @@
+"""The ``assist`` command: a thin layer over the same units the service uses.
+
+Exit codes: 0 ok, 1 failed (e.g. replay floors not met), 2 invalid input or data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from assist.errors import AssistError, DataFileError
+from assist.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "shop", None):
+        overrides["shop_dir"] = Path(args.shop)
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    return Settings(**overrides)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+
+
+def cmd_kb_validate(args: argparse.Namespace) -> int:
+    from assist.shop import validate_shop
+
+    problems = validate_shop(Path(args.dir))
+    if args.json:
+        _print_json({"ok": not problems, "problems": [p.__dict__ for p in problems]})
+    elif problems:
+        for p in problems:
+            print(p, file=sys.stderr)
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+    else:
+        print(f"{args.dir}: ok")
+    return 2 if problems else 0
+
+
+def cmd_kb_build(args: argparse.Namespace) -> int:
+    from assist.runtime import build_index
+
+    settings = _settings(args)
+    manifest = build_index(settings, out_dir=Path(args.out), progress=not args.json)
+    if args.json:
+        _print_json(manifest)
+    else:
+        print(f"index written to {args.out}: {manifest.get('entries')} entries, "
+              f"{manifest.get('index_type')}, encoder {manifest.get('encoder')}")
+    return 0
+
+
+def _render_analysis(a: Any) -> str:
+    lines = [
+        f"text      {a.text}",
+        f"tokens    {' / '.join(a.tokens)}",
+        f"intent    {a.intent.label} ({a.intent.confidence:.2f})  "
+        + "  ".join(f"{s.label}:{s.score:.2f}" for s in a.intent.top[1:])
+        + (f"  cues: {', '.join(a.intent.cues)}" if a.intent.cues else ""),
+        f"sentiment {a.sentiment.label} ({a.sentiment.score:+.2f})  emotion {a.sentiment.emotion}"
+        f" ({a.sentiment.intensity:.2f})" + (f"  cues: {', '.join(a.sentiment.cues)}" if a.sentiment.cues else ""),
+        f"kb        {'answered' if a.kb.answered else 'no good answer'}",
+    ]
+    for i, h in enumerate(a.kb.hits, 1):
+        lines.append(f"  {i}. [{h.score:.2f}] {h.kb_id:<28} {h.question}")
+    lines.append("timings   " + "  ".join(f"{k} {v:.2f}ms" for k, v in a.timings_ms.items()))
+    return "\n".join(lines)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from assist.runtime import load_runtime
+
+    runtime = load_runtime(_settings(args), progress=False)
+    analyses = runtime.pipeline.analyse_many(args.text)
+    if args.json:
+        _print_json([a.model_dump(mode="json") for a in analyses])
+    else:
+        print("\n\n".join(_render_analysis(a) for a in analyses))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from assist.training.classifiers import train_classifiers
+
+    settings = _settings(args)
+    metrics = train_classifiers(Path(args.data), Path(args.out or settings.models_dir))
+    _print_json(metrics) if args.json else print(json.dumps(metrics, ensure_ascii=False, indent=1)[:4000])
+    return 0
+
+
+def cmd_train_fusion(args: argparse.Namespace) -> int:
+    from assist.runtime import train_fusion_for_shop
+
+    metrics = train_fusion_for_shop(_settings(args), Path(args.paraphrases), Path(args.out) if args.out else None)
+    _print_json(metrics)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from assist.service.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                ws_max_size=1 << 20)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from assist.replay.cli import run_replay_cli
+
+    return run_replay_cli(args, _settings(args))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import runpy
+
+    script = Path(__file__).resolve().parents[2] / "bench" / f"{args.which}.py"
+    if not script.exists():
+        print(f"no benchmark script {script}", file=sys.stderr)
+        return 2
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="assist", description="Real-time agent assist for Chinese e-commerce CS")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def shop_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--shop", help="shop directory (DESIGN §3); default: the demo shop kb_data/")
+
+    sp = sub.add_parser("serve", help="run the HTTP/WebSocket service")
+    shop_opt(sp)
+    sp.add_argument("--host")
+    sp.add_argument("--port", type=int)
+    sp.set_defaults(fn=cmd_serve)
+
+    kb = sub.add_parser("kb", help="knowledge base tools").add_subparsers(dest="kb_cmd", required=True)
+    sp = kb.add_parser("validate", help="validate a shop directory; every bad record with file, line, field")
+    sp.add_argument("dir")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_kb_validate)
+    sp = kb.add_parser("build", help="build and persist the search index for a shop")
+    shop_opt(sp)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_kb_build)
+
+    sp = sub.add_parser("analyze", help="analyse customer turns: intent, sentiment, KB hits")
+    shop_opt(sp)
+    sp.add_argument("text", nargs="+")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_analyze)
+
+    sp = sub.add_parser("train", help="train the intent and sentiment classifiers")
+    sp.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "data" / "train" / "utterances.jsonl"))
+    sp.add_argument("--out", help="models directory (default: ASSIST_MODELS_DIR)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_train)
+
+    sp = sub.add_parser("train-fusion", help="calibrate hybrid retrieval fusion on a paraphrase set")
+    shop_opt(sp)
+    sp.add_argument("--paraphrases", required=True)
+    sp.add_argument("--out", help="fusion.json path (default: <models>/retrieval/fusion.json)")
+    sp.set_defaults(fn=cmd_train_fusion)
+
+    sp = sub.add_parser("replay", help="replay logged conversations and score them")
+    shop_opt(sp)
+    sp.add_argument("logs", nargs="?")
+    sp.add_argument("--out", default="replay_out")
+    sp.add_argument("--compare", help="an earlier report.json: print metric deltas")
+    sp.add_argument("--floors", help="YAML of metric floors; exit 1 when one is not met")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_replay)
+
+    sp = sub.add_parser("bench", help="run a benchmark script from bench/")
+    sp.add_argument("which", choices=["pipeline", "ws_load"])
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except DataFileError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    except AssistError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
