@@ -1,0 +1,133 @@
+"""One step of a conversation, purely: ``(state, event) -> StepResult(new state, actions)``.
+
+The service (store, ordering, frames) and the replay (in memory) both drive conversations through
+:class:`Engine`; nothing else holds business rules. Each method folds the event into the state
+(:mod:`assist.state`), asks the :class:`~assist.policy.Policy` what to do, and records the actions
+shown (:func:`assist.state.on_actions`), in that order::
+
+    engine = Engine(Policy(shop, load_policy_config(settings.rules_dir, shop.policy)))
+    state = engine.new_conversation("c1", customer)
+    step = engine.customer_turn(state, turn_id="t1", text=text, ts=ts, analysis=analysis)
+    step.state, step.actions       # persist the state, show the actions
+
+No I/O and no clock: ``now`` (default: the turn's ``ts``) is an argument. Naive timestamps are read
+in the shop's timezone (``timezone`` in the policy data) so every comparison is between aware times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from assist.policy import Action, Policy
+from assist.shop import Shop
+from assist.state import (
+    ConversationState,
+    CustomerProfile,
+    FeedbackOutcome,
+    Order,
+    OrderEvent,
+    aware,
+    new_state,
+    on_actions,
+    on_agent_turn,
+    on_customer_turn,
+    on_feedback,
+    on_order_event,
+    on_profile,
+    on_resolve,
+)
+from assist.types import Analysis
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The state after a step and the actions to show for it (possibly none)."""
+
+    state: ConversationState
+    actions: list[Action] = field(default_factory=list)
+
+
+class Engine:
+    """Pure orchestration of conversation steps around one shop's :class:`Policy`."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    @classmethod
+    def from_shop(cls, shop: Shop, defaults_dir: Path | None = None) -> Engine:
+        return cls(Policy.from_shop(shop, defaults_dir))
+
+    # --- time ------------------------------------------------------------------------------
+    def _aware(self, dt: datetime) -> datetime:
+        return aware(dt, self.policy.config.tz)
+
+    def _times(self, ts: datetime | None, now: datetime | None) -> tuple[datetime, datetime]:
+        if ts is None and now is None:
+            raise ValueError("pass the turn's ts or now: the engine does not read the clock")
+        t = self._aware(ts if ts is not None else now)  # type: ignore[arg-type]
+        return t, self._aware(now) if now is not None else t
+
+    def _profile(self, profile: CustomerProfile) -> CustomerProfile:
+        def fix(o: Order) -> Order:
+            return o.model_copy(update={k: self._aware(v) for k in ("paid_at", "shipped_at", "delivered_at",
+                                                                      "delayed_at")
+                                        if (v := getattr(o, k)) is not None})
+        return profile.model_copy(update={"orders": [fix(o) for o in profile.orders]})
+
+    # --- steps -----------------------------------------------------------------------------
+    def new_conversation(self, conversation_id: str, customer: CustomerProfile | None = None) -> ConversationState:
+        return new_state(conversation_id, self._profile(customer) if customer else None)
+
+    def customer_turn(self, state: ConversationState, *, turn_id: str, text: str, ts: datetime | None,
+                      analysis: Analysis, now: datetime | None = None) -> StepResult:
+        """Fold an analysed customer turn in and return the ranked next-best actions for it."""
+        ts, now = self._times(ts, now)
+        signals = self.policy.customer_signals(analysis, state)
+        s = on_customer_turn(state, turn_id=turn_id, text=text, ts=ts, analysis=analysis, signals=signals)
+        actions = self.policy.decide(s, analysis, now)
+        return StepResult(on_actions(s, actions, now), actions)
+
+    def agent_turn(self, state: ConversationState, *, turn_id: str, text: str, ts: datetime | None,
+                   now: datetime | None = None) -> StepResult:
+        """Check an agent message (QA alerts), track its promises and move the stage."""
+        ts, now = self._times(ts, now)
+        alerts = self.policy.check_agent_turn(state, text, now, turn_id=turn_id, ts=ts)
+        signals = self.policy.agent_signals(state, text, ts)
+        s = on_agent_turn(state, turn_id=turn_id, text=text, ts=ts, alerts=alerts, signals=signals)
+        return StepResult(on_actions(s, alerts, now), alerts)
+
+    def feedback(self, state: ConversationState, *, suggestion_id: str, outcome: FeedbackOutcome | str,
+                 ts: datetime, edited_text: str | None = None) -> StepResult:
+        """Record accepted / dismissed / edited. Raises :class:`~assist.errors.SuggestionNotFound`."""
+        return StepResult(on_feedback(state, suggestion_id=suggestion_id, outcome=outcome, ts=self._aware(ts),
+                                      edited_text=edited_text))
+
+    def resolve(self, state: ConversationState, *, ts: datetime, now: datetime | None = None) -> StepResult:
+        """The agent marks the conversation resolved; a cross-sell may follow if its moment has come."""
+        ts, now = self._times(ts, now)
+        s = on_resolve(state, ts=ts)
+        actions = self.policy.after_resolve(s, now)
+        return StepResult(on_actions(s, actions, now), actions)
+
+    def profile(self, state: ConversationState, profile: CustomerProfile) -> StepResult:
+        """Replace the customer profile (CRM upsert)."""
+        return StepResult(on_profile(state, self._profile(profile)))
+
+    def order_event(self, state: ConversationState, event: OrderEvent, now: datetime | None = None) -> StepResult:
+        """Apply a CRM order / logistics event; delays bring recovery and care, deliveries first-use tips."""
+        event = event.model_copy(update={"ts": self._aware(event.ts)})
+        _, now = self._times(event.ts, now)
+        s = on_order_event(state, event)
+        actions = self.policy.on_event(s, event, now)
+        return StepResult(on_actions(s, actions, now), actions)
+
+    def tick(self, state: ConversationState, now: datetime) -> StepResult:
+        """Time-driven checks (promises past their deadline) for a periodic sweep of open conversations."""
+        now = self._aware(now)
+        actions = self.policy.tick(state, now)
+        return StepResult(on_actions(state, actions, now), actions)
+
+
+__all__ = ["Engine", "StepResult"]

@@ -1,0 +1,203 @@
+"""What the rules look at for one decision: :class:`Facts`, and the text features behind it.
+
+``extract_signals`` is the "text -> features" half (word lists from the config, trigger words from
+the shop's cross-sell relations); the rules are the "features -> decision" half and read only
+:class:`Facts`, so each can be tested with values built by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+
+from assist.policy.config import PolicyConfig
+from assist.shop import CatalogItem, KbEntry, Shop
+from assist.state import ConversationState, Order, Problem, TurnSignals, aware
+from assist.types import Analysis, Intent, KbHit
+
+
+def relation_triggers(shop: Shop) -> list[str]:
+    """Every cross-sell trigger word of the shop, longest first (so "屁股红" wins over "红")."""
+    words = {t.lower() for r in shop.cross_sell for t in r.triggers if t.strip()}
+    return sorted(words, key=lambda w: (-len(w), w))
+
+
+def find_needs(text: str, triggers: Iterable[str]) -> list[str]:
+    """Trigger words voiced in ``text`` (normalised), each once, longest match first."""
+    found: list[str] = []
+    for t in triggers:
+        if t in text and not any(t in f for f in found):
+            found.append(t)
+    return found
+
+
+def extract_signals(cfg: PolicyConfig, analysis: Analysis, triggers: Iterable[str] = ()) -> TurnSignals:
+    """Text features of a customer turn: confirmation, retry, threats, needs ... (pure)."""
+    text = analysis.normalised or analysis.text.lower()
+    s = cfg.signals
+    retry = s.retry.hit(text)
+    threat = s.threat.found(text)
+    # "谢谢你们的高效处理，12315见" thanks nobody: a threat or a retry cancels the thanks
+    confirmed = s.confirm.hit(text) and not retry and not threat
+    family = cfg.family_of(analysis.intent.label)
+    if confirmed and analysis.intent.confidence < s.confirm_overrides_intent_below:
+        family = None  # "那我按你说的弄 谢谢哈" read as a usage question is still a thank-you
+    batch = next((b.strip(":： ") for b in s.batch.found(text)), None)
+    return TurnSignals(
+        family=family,
+        confirmed=confirmed,
+        goodbye=s.goodbye.hit(text),
+        retry=retry,
+        affirm=s.affirm.hit(text),
+        deny=s.deny.hit(text),
+        repeat_contact=s.repeat_contact.hit(text),
+        threat=threat,
+        safety=s.safety.found(text),
+        damage=s.damage.found(text),
+        shipping=s.shipping.hit(text),
+        batch=batch.upper() if batch else None,
+        needs=find_needs(text, triggers),
+    )
+
+
+def fmt_dt(dt: datetime | None, tz: object) -> str:
+    if dt is None:
+        return "?"
+    return aware(dt).astimezone(tz).strftime("%m-%d %H:%M")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """One decision's inputs: config, shop, state (after the turn), analysis, signals, time."""
+
+    cfg: PolicyConfig
+    shop: Shop
+    kb: dict[str, KbEntry]
+    state: ConversationState
+    analysis: Analysis
+    signals: TurnSignals
+    now: datetime
+    triggers: tuple[str, ...] = field(default_factory=tuple)
+
+    # --- the turn -----------------------------------------------------------------------
+    @property
+    def intent(self) -> Intent:
+        return self.analysis.intent.label
+
+    @property
+    def confidence(self) -> float:
+        return self.analysis.intent.confidence
+
+    @property
+    def problem(self) -> Problem | None:
+        return self.state.problem
+
+    @property
+    def on_problem_now(self) -> bool:
+        """This turn was about the open problem (it counted on it), not a greeting or an aside."""
+        p = self.problem
+        return p is not None and p.last_turn_id is not None and p.last_turn_id == self.state.last_turn_id
+
+    @property
+    def top_hit(self) -> KbHit | None:
+        return self.analysis.kb.hits[0] if self.analysis.kb.hits else None
+
+    @property
+    def answered(self) -> bool:
+        """The top KB hit is good enough to send (the retriever's calibrated flag, or the config's threshold)."""
+        hit = self.top_hit
+        if hit is None:
+            return False
+        if self.cfg.answer.min_score is not None:
+            return hit.score >= self.cfg.answer.min_score
+        return self.analysis.kb.answered
+
+    def kb_intent(self, kb_id: str | None) -> Intent | None:
+        entry = self.kb.get(kb_id or "")
+        return entry.intent if entry else None
+
+    def intent_prob(self, intent: Intent) -> float:
+        if self.intent is intent:
+            return self.confidence
+        for s in self.analysis.intent.top:
+            if s.label == intent.value:
+                return s.score
+        return 0.0
+
+    # --- the customer -------------------------------------------------------------------
+    @property
+    def tier(self) -> str:
+        return self.state.customer.tier if self.state.customer else self.cfg.recovery.default_tier
+
+    @property
+    def orders(self) -> list[Order]:
+        return list(self.state.customer.orders) if self.state.customer else []
+
+    def item(self, sku: str | None) -> CatalogItem | None:
+        return self.shop.catalog.get(sku or "")
+
+    def category_of(self, sku: str | None) -> str:
+        item = self.item(sku)
+        return item.category if item else ""
+
+    def hours_since(self, dt: datetime | None) -> float:
+        if dt is None:
+            return 0.0
+        return (aware(self.now, self.cfg.tz) - aware(dt, self.cfg.tz)).total_seconds() / 3600
+
+    def relevant_order(self) -> Order | None:
+        """The order the current problem is most likely about.
+
+        Tried in turn: the problem's or a mentioned SKU; a SKU of the top KB hit; the category of
+        the top KB hit; the only order. Latest paid first, then order id, so it is deterministic.
+        """
+        orders = sorted(self.orders, reverse=True, key=lambda o: (
+            aware(o.paid_at, self.cfg.tz).timestamp() if o.paid_at else float("-inf"), o.order_id))
+        if not orders:
+            return None
+        wanted: list[str] = []
+        if self.problem and self.problem.sku:
+            wanted.append(self.problem.sku)
+        wanted.extend(self.analysis.skus_mentioned)
+        for sku in wanted:
+            for o in orders:
+                if o.sku == sku:
+                    return o
+        hit = self.top_hit
+        if hit is not None:
+            for o in orders:
+                if o.sku in hit.skus:
+                    return o
+            if hit.category:
+                for o in orders:
+                    cat = self.category_of(o.sku)
+                    if cat and (cat == hit.category or cat.startswith(hit.category + "/")):
+                        return o
+        return orders[0] if len(orders) == 1 else None
+
+    # --- evidence strings ---------------------------------------------------------------
+    @cached_property
+    def ev_intent(self) -> str:
+        return f"intent={self.intent.value}({self.confidence:.2f})"
+
+    @cached_property
+    def ev_sentiment(self) -> str:
+        s = self.analysis.sentiment
+        return f"sentiment={s.label.value}/{s.emotion.value} score={s.score:.2f} intensity={s.intensity:.2f}"
+
+    @staticmethod
+    def ev_kb(hit: KbHit) -> str:
+        return f"kb={hit.kb_id}({hit.score:.2f})"
+
+    def ev_order(self, o: Order) -> str:
+        tz = self.cfg.tz
+        parts = [f"order={o.order_id}", f"sku={o.sku}", f"status={o.status}", f"paid={fmt_dt(o.paid_at, tz)}"]
+        if o.shipped_at:
+            parts.append(f"shipped={fmt_dt(o.shipped_at, tz)}")
+        if o.batch:
+            parts.append(f"batch={o.batch}")
+        if o.region:
+            parts.append(f"region={o.region}")
+        return " ".join(parts)
