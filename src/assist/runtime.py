@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,34 @@ def load_runtime(settings: Settings, *, progress: bool = False, shop: Shop | Non
     return Runtime(settings, shop, tokeniser, embedder, encoder, retriever, pipeline, index_dir, built)
 
 
+class _ProgressEncoder:
+    """Encoder proxy that embeds in chunks under a tqdm bar (for ``assist kb build``)."""
+
+    def __init__(self, inner: Encoder, chunk: int = 32) -> None:
+        self._inner = inner
+        self._chunk = chunk
+        self.name = inner.name
+        self.dim = inner.dim
+
+    def _run(self, fn: Any, texts: list[str], what: str) -> Any:
+        import numpy as np
+        from tqdm import tqdm
+
+        parts = []
+        with tqdm(total=len(texts), desc=f"embedding {what}", unit="text", file=sys.stderr) as bar:
+            for i in range(0, len(texts), self._chunk):
+                batch = texts[i:i + self._chunk]
+                parts.append(fn(batch))
+                bar.update(len(batch))
+        return np.concatenate(parts) if parts else fn([])
+
+    def encode_queries(self, texts: list[str]) -> Any:
+        return self._run(self._inner.encode_queries, texts, "questions")
+
+    def encode_passages(self, texts: list[str]) -> Any:
+        return self._run(self._inner.encode_passages, texts, "passages")
+
+
 def build_index(settings: Settings, *, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """``assist kb build``: build the shop's index from scratch into ``out_dir``; return the manifest."""
     from dataclasses import asdict
@@ -103,6 +132,8 @@ def build_index(settings: Settings, *, out_dir: Path, progress: bool = True) -> 
     tokeniser = build_tokeniser(settings, shop)
     _, encoder = build_encoders(settings)
     fusion = load_fusion(fusion_path(settings), encoder.name)
+    if progress:
+        encoder = _ProgressEncoder(encoder)
     retriever = HybridRetriever(shop.published_kb, encoder, tokeniser.tokenise, fusion=fusion,
                                 hnsw_threshold=settings.hnsw_threshold)
     return asdict(save_index(retriever, out_dir))
