@@ -1,0 +1,158 @@
+"""The one place that turns errors into HTTP responses and WebSocket ``error`` frames.
+
+Stages, stores and the engine raise :class:`assist.errors.AssistError` subclasses and know nothing
+about transports. :data:`ERROR_TABLE` maps every class to an HTTP status; the JSON body and the
+WebSocket frame carry the same stable ``code``::
+
+    HTTP   422 {"code": "turn.text_too_long", "message": "..."}
+    WS     {"type": "error", "v": 1, "seq": null, "code": "turn.text_too_long", "message": "...", ...}
+
+A contract test (tests/service/test_errors.py) fails when an ``AssistError`` subclass is missing
+here. Unexpected exceptions are logged once, with context, and answered with the generic
+``internal`` code so no stack trace or library message leaks to a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from assist import errors as e
+
+_log = logging.getLogger(__name__)
+
+
+class Unauthorized(e.AssistError):
+    """Missing or wrong bearer token (REST ``Authorization`` header or the ``hello`` frame's ``token``).
+
+    Lives here rather than in :mod:`assist.errors` because only the service layer authenticates;
+    it is an ``AssistError`` like the others so the table below maps it the same way.
+    """
+
+    code = "auth.unauthorized"
+
+
+class SlowConsumer(e.AssistError):
+    """A WebSocket client does not read its frames fast enough; the bounded send queue is full.
+
+    Never sent as a frame (the client is not reading): the connection is closed with
+    :data:`WS_CLOSE_TRY_AGAIN` and the reason carries this code. Frames are stored, so the
+    client reconnects and sends ``resume``.
+    """
+
+    code = "ws.slow_consumer"
+
+
+# WebSocket close codes (RFC 6455 §7.4.1).
+WS_CLOSE_NORMAL = 1000
+WS_CLOSE_GOING_AWAY = 1001
+WS_CLOSE_TRY_AGAIN = 1013  # "Try Again Later": used for slow consumers and shutdown
+WS_CLOSE_INTERNAL = 1011
+
+# Every AssistError class -> HTTP status. Exact classes, not just the roots, so that adding a class
+# to assist.errors without deciding its status here fails the contract test instead of silently
+# inheriting a maybe-wrong status.
+ERROR_TABLE: dict[type[e.AssistError], int] = {
+    e.AssistError: 500,
+    e.ValidationError: 422,
+    e.DataFileError: 422,
+    e.BadFrameError: 400,
+    e.UnknownFrameError: 400,
+    e.TextTooLongError: 422,
+    e.ReplayInputError: 422,
+    e.NotFoundError: 404,
+    e.KbEntryNotFound: 404,
+    e.ConversationNotFound: 404,
+    e.SuggestionNotFound: 404,
+    e.ReplayNotFound: 404,
+    e.ConflictError: 409,
+    e.KbEntryExists: 409,
+    e.StateError: 409,
+    e.IndexError_: 500,
+    e.StaleIndexError: 500,
+    e.ModelError: 503,
+    e.NotReadyError: 503,
+    Unauthorized: 401,
+    SlowConsumer: 503,
+}
+
+
+def http_status(exc: e.AssistError) -> int:
+    """HTTP status of ``exc``: its own class's entry, else the nearest mapped ancestor's.
+
+    The fallback only matters for classes added after this table was written; the contract
+    test makes sure it is never needed in a release.
+    """
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]  # type: ignore[index]
+    return 500
+
+
+def error_body(exc: e.AssistError) -> dict[str, Any]:
+    """The JSON body of an error response: ``{"code", "message"}`` (plus ``details`` when the error has them)."""
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details is not None:
+        body["details"] = exc.details
+    return body
+
+
+def error_frame_fields(exc: e.AssistError) -> dict[str, Any]:
+    """The fields an ``error`` frame takes from ``exc`` (the frame model adds ``type``/``v``/``seq``)."""
+    return {"code": exc.code, "message": exc.message}
+
+
+def internal_error(context: str, exc: BaseException) -> e.AssistError:
+    """Log an unexpected exception once, with context, and return the generic error to answer with."""
+    _log.error("unexpected error in %s", context, exc_info=exc)
+    return e.AssistError("internal error; it has been logged")
+
+
+_HTTP_CODES = {401: "auth.unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Register the exception handlers that turn errors into ``{"code", "message"}`` responses."""
+
+    def count(request: Request, code: str) -> None:
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.metrics.errors.inc(code=code)
+
+    async def on_assist_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, e.AssistError)
+        count(request, exc.code)
+        return JSONResponse(error_body(exc), status_code=http_status(exc))
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's request validation: same shape as ValidationError, with pydantic's locations.
+        assert isinstance(exc, RequestValidationError)
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{loc}: {first.get('msg', 'invalid request')}" if loc else "invalid request"
+        details = [{"loc": [str(p) for p in x.get("loc", ())], "msg": x.get("msg", "")} for x in errs]
+        count(request, e.ValidationError.code)
+        return JSONResponse({"code": e.ValidationError.code, "message": message, "details": details},
+                            status_code=422)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse({"code": code, "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        err = internal_error(f"{request.method} {request.url.path}", exc)
+        count(request, err.code)
+        return JSONResponse(error_body(err), status_code=500)
+
+    app.add_exception_handler(e.AssistError, on_assist_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,227 @@
+"""WebSocket protocol v1 (DESIGN §4, a contract): every frame a client or the server may send.
+
+Every frame is a JSON object with ``"type"`` and ``"v": 1``.
+
+Client -> server::
+
+    hello   {conversation_id, token?, customer?, create?}   open (or create) a conversation
+    turn    {turn_id, role: customer|agent, text, ts?}       one chat message
+    feedback{suggestion_id, outcome: accepted|dismissed|edited, edited_text?}
+    resolve {}                                               the agent marks the problem solved
+    resume  {last_seq}                                       replay every stored frame after last_seq
+    ping    {nonce?}
+
+Server -> client::
+
+    ack      {ref: hello|turn|feedback|resolve, turn_id?, suggestion_id?, duplicate, last_seq?}
+    analysis {turn_id, role, intent, sentiment, kb, actions, state, timings_ms}
+    event    {event, data, actions, state?}    CRM hooks (order.shipped, profile.updated ...),
+                                               feedback and resolve outcomes
+    error    {code, message, ref?, turn_id?}
+    pong     {nonce?, server_time}
+
+``seq``: frames that belong to the conversation's history (``ack`` of a turn/feedback/resolve,
+``analysis``, ``event``) carry the conversation's next sequence number and are stored, so
+``resume(last_seq)`` replays them after a reconnect or a restart. Frames that only answer this
+connection (``pong``, ``error``, the ``ack`` of ``hello``, the ``ack`` of a repeated ``turn_id``)
+have ``seq: null`` and are never replayed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from assist.errors import BadFrameError, TextTooLongError, UnknownFrameError
+from assist.policy.actions import Action
+from assist.state import ConversationState, CustomerProfile
+from assist.types import IntentResult, Retrieval, SentimentResult
+
+PROTOCOL_VERSION = 1
+
+# Ids travel in URLs (REST) and logs: no whitespace or slashes, bounded length.
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
+
+
+class Role(StrEnum):
+    customer = "customer"
+    agent = "agent"
+
+
+class Outcome(StrEnum):
+    accepted = "accepted"
+    dismissed = "dismissed"
+    edited = "edited"
+
+
+class SessionPhase(StrEnum):
+    """Where a WebSocket session is: only ``hello`` and ``ping`` are allowed before ``open``."""
+
+    awaiting_hello = "awaiting_hello"
+    open = "open"
+    closed = "closed"
+
+
+# --- client frames ---------------------------------------------------------------------------
+
+
+class _ClientFrame(BaseModel):
+    # Unknown fields are ignored so a newer console can talk to an older server within v1.
+    model_config = ConfigDict(extra="ignore")
+
+    v: Literal[1] = 1
+
+
+class HelloFrame(_ClientFrame):
+    type: Literal["hello"] = "hello"
+    conversation_id: Id
+    token: str | None = Field(None, description="bearer token when the server has ASSIST_API_TOKEN set")
+    customer: CustomerProfile | None = Field(None, description="profile to attach (upserted into the store)")
+    create: bool = Field(True, description="create the conversation if unknown; false: error conversation.not_found")
+
+
+class TurnFrame(_ClientFrame):
+    type: Literal["turn"] = "turn"
+    turn_id: Id
+    role: Role
+    text: str = Field(min_length=1)
+    ts: datetime | None = None
+
+
+class FeedbackFrame(_ClientFrame):
+    type: Literal["feedback"] = "feedback"
+    suggestion_id: Id
+    outcome: Outcome
+    edited_text: str | None = None
+
+
+class ResolveFrame(_ClientFrame):
+    type: Literal["resolve"] = "resolve"
+    ts: datetime | None = None
+
+
+class ResumeFrame(_ClientFrame):
+    type: Literal["resume"] = "resume"
+    last_seq: int = Field(ge=0, description="the last seq the client has; every stored frame after it is replayed")
+
+
+class PingFrame(_ClientFrame):
+    type: Literal["ping"] = "ping"
+    nonce: str | int | None = None
+
+
+ClientFrame = Annotated[
+    HelloFrame | TurnFrame | FeedbackFrame | ResolveFrame | ResumeFrame | PingFrame,
+    Field(discriminator="type"),
+]
+_CLIENT_TYPES = {"hello", "turn", "feedback", "resolve", "resume", "ping"}
+_client_adapter: TypeAdapter[Any] = TypeAdapter(ClientFrame)
+
+
+def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
+    """Parse and validate one client frame.
+
+    Raises (each carries ``details={"ref": <frame type or None>, "turn_id": ...}`` so the
+    error frame can say which request it answers):
+        BadFrameError: not JSON, not an object, missing/invalid fields, unsupported ``v``.
+        UnknownFrameError: a ``type`` this protocol version does not have.
+        TextTooLongError: a turn's text is longer than ``max_text_chars``.
+    """
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadFrameError(f"frame is not valid JSON: {exc}", details={"ref": None}) from None
+    if not isinstance(obj, dict):
+        raise BadFrameError("frame must be a JSON object", details={"ref": None})
+    ftype = obj.get("type")
+    ref = {"ref": ftype if isinstance(ftype, str) else None,
+           "turn_id": obj.get("turn_id") if isinstance(obj.get("turn_id"), str) else None}
+    if not isinstance(ftype, str):
+        raise BadFrameError("frame has no string 'type'", details=ref)
+    if ftype not in _CLIENT_TYPES:
+        raise UnknownFrameError(f"unknown frame type {ftype!r}; expected one of {sorted(_CLIENT_TYPES)}",
+                                details=ref)
+    if obj.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+        raise BadFrameError(f"unsupported protocol version {obj.get('v')!r}; this server speaks v1", details=ref)
+    try:
+        frame = _client_adapter.validate_python(obj)
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"][1:]) or "<frame>"  # [0] is the union tag
+        raise BadFrameError(f"{ftype}: {loc}: {err['msg']}", details=ref) from None
+    if isinstance(frame, TurnFrame) and len(frame.text) > max_text_chars:
+        raise TextTooLongError(f"turn text has {len(frame.text)} characters; the limit is {max_text_chars}",
+                               details=ref)
+    return frame  # type: ignore[no-any-return]
+
+
+# --- server frames ---------------------------------------------------------------------------
+
+
+class _ServerFrame(BaseModel):
+    v: Literal[1] = 1
+    seq: int | None = Field(None, description="per-conversation sequence number; null for frames never replayed")
+    conversation_id: str | None = None
+
+
+class AckFrame(_ServerFrame):
+    type: Literal["ack"] = "ack"
+    ref: Literal["hello", "turn", "feedback", "resolve"]
+    turn_id: str | None = None
+    suggestion_id: str | None = None
+    duplicate: bool = Field(False, description="turn_id seen before: the stored result follows, nothing reprocessed")
+    last_seq: int | None = Field(None, description="on hello: the latest stored seq of the conversation")
+
+
+class AnalysisFrame(_ServerFrame):
+    """What assist says about one turn: understanding (customer turns), ranked actions, new state."""
+
+    type: Literal["analysis"] = "analysis"
+    turn_id: str
+    role: Role
+    ts: datetime | None = None
+    intent: IntentResult | None = Field(None, description="customer turns only")
+    sentiment: SentimentResult | None = Field(None, description="customer turns only")
+    kb: Retrieval | None = Field(None, description="customer turns only")
+    skus_mentioned: list[str] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list, description="ranked; qa_alert actions for agent turns")
+    state: ConversationState
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class EventFrame(_ServerFrame):
+    type: Literal["event"] = "event"
+    event: str = Field(description="order.<type>, profile.updated, suggestion.feedback, conversation.resolved")
+    data: dict[str, Any] = Field(default_factory=dict)
+    actions: list[Action] = Field(default_factory=list)
+    state: ConversationState | None = None
+
+
+class ErrorFrame(_ServerFrame):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | None = Field(None, description="type of the client frame this answers")
+    turn_id: str | None = None
+
+
+class PongFrame(_ServerFrame):
+    type: Literal["pong"] = "pong"
+    nonce: str | int | None = None
+    server_time: datetime
+
+
+ServerFrame = Annotated[
+    AckFrame | AnalysisFrame | EventFrame | ErrorFrame | PongFrame, Field(discriminator="type")
+]
+server_frame_adapter: TypeAdapter[Any] = TypeAdapter(ServerFrame)
+
+
+def dump_frame(frame: _ServerFrame) -> str:
+    """Serialise a server frame to the JSON text sent on the wire (UTF-8, no ASCII escaping)."""
+    return frame.model_dump_json()

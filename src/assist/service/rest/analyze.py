@@ -1,0 +1,28 @@
+"""Stateless analysis: one text through the understanding pipeline, nothing stored."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from assist.errors import TextTooLongError
+from assist.service.deps import ReadyDep
+from assist.types import Analysis
+
+router = APIRouter(prefix="/v1", tags=["analyze"])
+
+
+class AnalyzeIn(BaseModel):
+    text: str = Field(min_length=1)
+    skus: list[str] = Field(default_factory=list, description="products in context (a retrieval boost)")
+    category: str | None = Field(None, description="restrict KB hits to a category path prefix")
+
+
+@router.post("/analyze", response_model=Analysis)
+async def analyze(body: AnalyzeIn, services: ReadyDep) -> Analysis:
+    """Intent, sentiment and KB hits for one text, without a conversation (no state, no actions)."""
+    limit = services.settings.max_text_chars
+    if len(body.text) > limit:
+        raise TextTooLongError(f"text has {len(body.text)} characters; the limit is {limit}")
+    assert services.conversations is not None
+    return await services.conversations.analyse_text(body.text, skus=body.skus, category=body.category)

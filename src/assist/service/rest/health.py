@@ -1,0 +1,44 @@
+"""Liveness, readiness and Prometheus metrics. Never behind the API token (probes and scrapers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+
+from assist.errors import NotReadyError
+from assist.service.deps import ServicesDep
+from assist.service.errors import error_body
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    stage: str
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> dict[str, str]:
+    """200 while the process is alive and serving, whatever start-up is doing."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Ready,
+            responses={503: {"description": "not ready: {code: service.not_ready, message}"}})
+async def readyz(services: ServicesDep) -> JSONResponse | dict[str, str]:
+    """200 once models, index and database are loaded and pending turns recovered; 503 until then."""
+    if not services.ready:
+        detail = f"not ready: {services.stage}" + (f" ({services.error})" if services.error else "")
+        return JSONResponse(error_body(NotReadyError(detail)), status_code=503)
+    return {"status": "ready", "stage": services.stage}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(services: ServicesDep) -> PlainTextResponse:
+    """Prometheus text format: turns processed, turn latency, errors, WebSocket connections, batch sizes."""
+    return PlainTextResponse(services.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,126 @@
+"""KB CRUD, version history, search and reindex. Edits are searchable at once, without a restart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
+
+from assist.errors import ValidationError
+from assist.service.deps import KbDep
+from assist.shop.models import KbEntry, KbStatus
+from assist.types import Intent, Retrieval
+
+router = APIRouter(prefix="/v1/kb", tags=["kb"])
+
+
+class KbEntryIn(BaseModel):
+    """An entry as an editor writes it: ``version`` and ``updated_at`` are set by the store."""
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    question: str = Field(min_length=1, max_length=500)
+    similar: list[str] = Field(default_factory=list)
+    answer: str = Field(min_length=1, max_length=5000)
+    category: str = ""
+    skus: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    intent: Intent | None = None
+    status: KbStatus = KbStatus.published
+
+
+class KbEntryUpdate(BaseModel):
+    """A full replacement of an entry's content (PUT); ``expected_version`` guards concurrent edits."""
+
+    question: str = Field(min_length=1, max_length=500)
+    similar: list[str] = Field(default_factory=list)
+    answer: str = Field(min_length=1, max_length=5000)
+    category: str = ""
+    skus: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    intent: Intent | None = None
+    status: KbStatus = KbStatus.published
+    expected_version: int | None = Field(None, ge=0, description="refuse (409) unless the stored version is this")
+
+
+class KbEntryOut(BaseModel):
+    id: str
+    question: str
+    similar: list[str]
+    answer: str
+    category: str
+    skus: list[str]
+    tags: list[str]
+    intent: Intent | None
+    version: int
+    status: KbStatus
+    updated_at: datetime | None
+
+
+class KbEntriesOut(BaseModel):
+    entries: list[KbEntryOut]
+
+
+class ReindexOut(BaseModel):
+    entries: int = Field(description="published entries in the new index")
+    ms: float
+
+
+def _entry(body: KbEntryIn | KbEntryUpdate, entry_id: str) -> KbEntry:
+    data = body.model_dump(exclude={"expected_version"})
+    data["id"] = entry_id
+    try:
+        return KbEntry.model_validate(data)
+    except ValueError as exc:  # KbEntry's own validators (e.g. blank similar phrasings)
+        raise ValidationError(str(exc)) from None
+
+
+@router.get("/entries", response_model=KbEntriesOut)
+async def list_entries(kb: KbDep, status_: Annotated[KbStatus | None, Query(alias="status")] = None,
+                       include_retired: bool = False) -> dict[str, list[KbEntry]]:
+    """Current version of every entry (retired ones only when asked or filtered for)."""
+    return {"entries": await kb.list_entries(status=status_, include_retired=include_retired)}
+
+
+@router.post("/entries", response_model=KbEntryOut, status_code=status.HTTP_201_CREATED)
+async def create_entry(body: KbEntryIn, kb: KbDep) -> KbEntry:
+    """Create an entry (version 1); 409 ``kb.entry_exists`` if the id is taken (also by a retired entry)."""
+    return await kb.create(_entry(body, body.id))
+
+
+@router.get("/entries/{entry_id}", response_model=KbEntryOut)
+async def get_entry(entry_id: str, kb: KbDep) -> KbEntry:
+    return await kb.get(entry_id)
+
+
+@router.put("/entries/{entry_id}", response_model=KbEntryOut)
+async def update_entry(entry_id: str, body: KbEntryUpdate, kb: KbDep) -> KbEntry:
+    """Replace an entry: a new version in the history, live in search at once (identical content: no-op)."""
+    return await kb.update(_entry(body, entry_id), expected_version=body.expected_version)
+
+
+@router.delete("/entries/{entry_id}", response_model=KbEntryOut)
+async def delete_entry(entry_id: str, kb: KbDep) -> KbEntry:
+    """Retire an entry: out of search at once, kept in history as a new ``retired`` version."""
+    return await kb.retire(entry_id)
+
+
+@router.get("/entries/{entry_id}/history", response_model=KbEntriesOut)
+async def entry_history(entry_id: str, kb: KbDep) -> dict[str, list[KbEntry]]:
+    """Every saved version of the entry, oldest first."""
+    return {"entries": await kb.history(entry_id)}
+
+
+@router.get("/search", response_model=Retrieval)
+async def search(kb: KbDep, q: Annotated[str, Query(min_length=1, max_length=2000)],
+                 k: Annotated[int, Query(ge=1, le=50)] = 5, category: str | None = None,
+                 sku: Annotated[list[str] | None, Query(description="products in context")] = None) -> Retrieval:
+    """Search the live index as the pipeline does for a customer turn."""
+    return await kb.search(q, k=k, category=category, skus=sku)
+
+
+@router.post("/reindex", response_model=ReindexOut)
+async def reindex(kb: KbDep) -> dict[str, float]:
+    """Rebuild the index from the store's published entries and swap it in (searches continue meanwhile)."""
+    return await kb.reindex()

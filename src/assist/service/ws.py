@@ -1,0 +1,316 @@
+"""The WebSocket endpoint ``/v1/ws``: protocol v1 sessions (see :mod:`assist.service.frames`).
+
+One :class:`WsSession` per connection. It owns
+
+- the session phase (:class:`~assist.service.frames.SessionPhase`): only ``hello`` and ``ping`` are
+  allowed before the conversation is open; every other frame then gets ``ws.state``;
+- a bounded send queue drained by one writer task. Live frames are queued without waiting; when a
+  client reads too slowly and the queue is full, the connection is closed with 1013 ("try again
+  later") instead of buffering without bound. Nothing is lost: every conversation frame is stored
+  and the client comes back with ``resume``;
+- the replay cursor: the highest ``seq`` queued, so live frames and a ``resume`` replay interleave
+  without gaps or duplicates.
+
+Bad input (malformed JSON, unknown types, missing fields, oversized text, frames out of phase,
+unknown conversations) is answered with an ``error`` frame and the connection stays usable.
+The conversation logic (ordering, idempotency, persistence) lives in
+:class:`~assist.service.conversations.ConversationService`; this module only speaks the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from assist.errors import AssistError, NotReadyError, StateError
+from assist.service.conversations import ConversationService, StoredFrame
+from assist.service.deps import AppServices
+from assist.service.errors import (
+    WS_CLOSE_TRY_AGAIN,
+    SlowConsumer,
+    Unauthorized,
+    error_frame_fields,
+    internal_error,
+)
+from assist.service.frames import (
+    AckFrame,
+    ErrorFrame,
+    FeedbackFrame,
+    HelloFrame,
+    PingFrame,
+    PongFrame,
+    ResolveFrame,
+    ResumeFrame,
+    SessionPhase,
+    TurnFrame,
+    dump_frame,
+    parse_client_frame,
+)
+
+_log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+# Frames fetched per store round trip while replaying a resume.
+_REPLAY_PAGE = 200
+
+
+class WsSession:
+    """One connected console. Receives frames, answers them, and is a sink for conversation frames."""
+
+    def __init__(self, ws: WebSocket, services: AppServices) -> None:
+        self.ws = ws
+        self.services = services
+        self.settings = services.settings
+        self.phase = SessionPhase.awaiting_hello
+        self.conversation_id: str | None = None
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, self.settings.ws_send_queue))
+        self._cursor = 0  # highest seq queued to this client
+        self._replaying = False
+        self._pending: list[StoredFrame] = []  # live frames that arrived during a replay
+        self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    # --- sink side (called by ConversationService, on the event loop, without awaiting) ------
+
+    def deliver(self, frame: StoredFrame) -> None:
+        """Queue a live conversation frame unless the client already has it."""
+        if self.phase is SessionPhase.closed:
+            return
+        if self._replaying:
+            self._pending.append(frame)
+            return
+        if frame.seq <= self._cursor:
+            return
+        self._cursor = frame.seq
+        self._enqueue(frame.text)
+
+    def _enqueue(self, text: str) -> None:
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        # The client is not reading. Buffering more would let one slow console grow the server's
+        # memory without bound; its frames are in the store, so it can resume after reconnecting.
+        if self.phase is SessionPhase.closed:
+            return
+        _log.info("closing slow WebSocket client of %s: send queue full (%d frames)",
+                  self.conversation_id, self._queue.maxsize)
+        self.services.metrics.ws_slow_closed.inc()
+        self._close_soon(WS_CLOSE_TRY_AGAIN, SlowConsumer.code)
+
+    def _close_soon(self, code: int, reason: str) -> None:
+        self._leave()
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+        if self.ws.application_state is WebSocketState.CONNECTED:
+            # A client that does not read may not read the close frame either; don't wait forever.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(code=code, reason=reason), timeout=2.0)
+
+    def _leave(self) -> None:
+        if self.phase is not SessionPhase.closed:
+            self.phase = SessionPhase.closed
+            if self.conversation_id is not None and self.services.conversations is not None:
+                self.services.conversations.unsubscribe(self.conversation_id, self)
+
+    # --- connection lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        self.services.metrics.ws_connections.inc()
+        self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
+        try:
+            await self._read_loop()
+        finally:
+            self.services.metrics.ws_connections.dec()
+            self._leave()
+            if self._closing is not None:
+                with contextlib.suppress(Exception):
+                    await self._closing
+            if self._writer is not None:
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._writer
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                text = await self._queue.get()
+                await self.ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The peer went away; the reader sees the disconnect and ends the session.
+            return
+
+    async def _read_loop(self) -> None:
+        while self.phase is not SessionPhase.closed:
+            try:
+                msg = await self.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if msg["type"] == "websocket.disconnect":
+                return
+            raw = msg.get("text")
+            if raw is None:
+                raw = msg.get("bytes") or b""
+            await self._handle_raw(raw)
+
+    # --- frames ----------------------------------------------------------------------------------
+
+    async def _handle_raw(self, raw: str | bytes) -> None:
+        ref: str | None = None
+        turn_id: str | None = None
+        try:
+            frame = parse_client_frame(raw, max_text_chars=self.settings.max_text_chars)
+            ref = frame.type
+            turn_id = getattr(frame, "turn_id", None)
+            if isinstance(frame, PingFrame):
+                self._send_now(PongFrame(conversation_id=self.conversation_id, nonce=frame.nonce,
+                                         server_time=datetime.now(UTC)))
+            elif isinstance(frame, HelloFrame):
+                await self._on_hello(frame)
+            elif self.phase is not SessionPhase.open:
+                raise StateError(f"'{frame.type}' before 'hello': send hello with a conversation_id first")
+            elif isinstance(frame, TurnFrame):
+                self._on_turn(frame)
+            elif isinstance(frame, FeedbackFrame | ResolveFrame):
+                self._on_command(frame)
+            elif isinstance(frame, ResumeFrame):
+                await self._on_resume(frame.last_seq)
+        except AssistError as exc:
+            details = exc.details if isinstance(exc.details, dict) else {}
+            self._send_error(exc, ref or details.get("ref"), turn_id or details.get("turn_id"))
+        except Exception as exc:
+            self._send_error(internal_error(f"ws frame {ref} of {self.conversation_id}", exc), ref, turn_id)
+
+    def _send_now(self, frame: AckFrame | ErrorFrame | PongFrame) -> None:
+        """Queue a connection-only frame (``seq`` null): answers, not conversation history."""
+        if self.phase is not SessionPhase.closed:
+            self._enqueue(dump_frame(frame))
+
+    def _send_error(self, exc: AssistError, ref: str | None, turn_id: str | None) -> None:
+        self.services.metrics.errors.inc(code=exc.code)
+        self._send_now(ErrorFrame(conversation_id=self.conversation_id, ref=ref, turn_id=turn_id,
+                                  **error_frame_fields(exc)))
+
+    def _check_token(self, token: str | None) -> None:
+        expected = self.settings.api_token
+        if not expected:
+            return
+        header = self.ws.headers.get("authorization", "")
+        given = token or (header[7:] if header.lower().startswith("bearer ") else "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("missing or wrong token: send it in hello.token or an Authorization header")
+
+    async def _on_hello(self, frame: HelloFrame) -> None:
+        if self.phase is SessionPhase.open:
+            raise StateError(f"this connection is already open on conversation {self.conversation_id!r}; "
+                             "open another connection for another conversation")
+        self._check_token(frame.token)
+        service = self.services.conversations
+        if service is None or not self.services.ready:
+            raise NotReadyError(f"service is not ready ({self.services.stage}); retry hello shortly")
+        last_seq = await service.open(frame.conversation_id, customer=frame.customer, create=frame.create,
+                                      sink=self)
+        if self.phase is SessionPhase.closed:  # the client left while we were opening
+            service.unsubscribe(frame.conversation_id, self)
+            return
+        self.conversation_id = frame.conversation_id
+        self.phase = SessionPhase.open
+        self._cursor = last_seq
+        self._send_now(AckFrame(conversation_id=frame.conversation_id, ref="hello", last_seq=last_seq))
+
+    def _service(self) -> ConversationService:
+        service = self.services.conversations
+        if service is None:  # pragma: no cover - hello already checked
+            raise NotReadyError("service is not ready")
+        return service
+
+    def _on_turn(self, frame: TurnFrame) -> None:
+        service = self._service()
+        cid = self.conversation_id
+        assert cid is not None
+
+        async def run() -> None:
+            try:
+                result = await service.submit_turn(cid, frame)
+            except AssistError as exc:
+                self._send_error(exc, "turn", frame.turn_id)
+                return
+            except Exception as exc:
+                self._send_error(internal_error(f"turn {frame.turn_id} of {cid}", exc), "turn", frame.turn_id)
+                return
+            if result.duplicate:
+                # Not reprocessed: say so, then hand back the stored result (its original seq).
+                self._send_now(AckFrame(conversation_id=cid, ref="turn", turn_id=frame.turn_id, duplicate=True))
+                if result.analysis_text is not None:
+                    self._enqueue(result.analysis_text)
+
+        # Spawned, so the reader keeps answering pings while the turn is analysed; the service
+        # takes the conversation's lock in spawn order, which keeps turns in the order received.
+        service.spawn(run())
+
+    def _on_command(self, frame: FeedbackFrame | ResolveFrame) -> None:
+        service = self._service()
+        cid = self.conversation_id
+        assert cid is not None
+
+        async def run() -> None:
+            try:
+                if isinstance(frame, FeedbackFrame):
+                    await service.feedback(cid, suggestion_id=frame.suggestion_id, outcome=frame.outcome,
+                                           edited_text=frame.edited_text)
+                else:
+                    await service.resolve(cid, ts=frame.ts)
+            except AssistError as exc:
+                self._send_error(exc, frame.type, None)
+            except Exception as exc:
+                self._send_error(internal_error(f"{frame.type} of {cid}", exc), frame.type, None)
+
+        service.spawn(run())
+
+    async def _on_resume(self, last_seq: int) -> None:
+        """Replay every stored frame after ``last_seq``, then continue live without a gap."""
+        service = self._service()
+        cid = self.conversation_id
+        assert cid is not None
+        self._replaying = True
+        try:
+            self._cursor = last_seq
+            while self.phase is not SessionPhase.closed:
+                page = await service.frames_after(cid, self._cursor, limit=_REPLAY_PAGE)
+                if not page:
+                    break
+                for frame in page:
+                    # Waiting for room (not put_nowait): the client asked for this history, and
+                    # the replay is bounded by what is stored, so backpressure is the right answer.
+                    await self._queue.put(frame.text)
+                    self._cursor = frame.seq
+            # Frames published while the last page was being read are either in that page or
+            # here; none can fall in between, because frames are stored before they are published.
+            for frame in sorted(self._pending, key=lambda f: f.seq):
+                if frame.seq > self._cursor:
+                    self._cursor = frame.seq
+                    self._enqueue(frame.text)
+        finally:
+            self._pending.clear()
+            self._replaying = False
+
+
+@router.websocket("/v1/ws")
+async def websocket_endpoint(ws: WebSocket) -> None:
+    """Protocol v1 (DESIGN §4): hello, turn, feedback, resolve, resume, ping."""
+    services: AppServices = ws.app.state.services
+    await WsSession(ws, services).run()
