@@ -118,7 +118,7 @@ class StateError(ConflictError):
     code = "ws.state"
 
 
-class IndexError_(AssistError):  # noqa: N801 - avoid shadowing the builtin IndexError
+class IndexError_(AssistError):  # trailing underscore: do not shadow the builtin IndexError
     code = "index.invalid"
 
 
