@@ -5,6 +5,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from retrieval_support import kb_entries, tokeniser
 
@@ -105,10 +106,12 @@ def test_stop_words_and_punctuation_do_not_match() -> None:
 def test_coverage_and_upper_bound() -> None:
     index = BM25Index()
     index.add_many([(0, ["热水器", "e1", "故障"]), (1, ["热水器", "安装"]), (2, ["奶粉"])])
+    index.add(3, ["热水器", "e1", "e4"])  # one document in the delta buffer
     res = index.score(["热水器", "e1"])
-    by_id = dict(zip(res.ids.tolist(), res.coverage.tolist(), strict=True))
-    assert by_id[0] == pytest.approx(1.0)
-    assert 0 < by_id[1] < 0.5  # only the common word, which carries little idf
+    cov = res.coverage(np.array([0, 1, 2, 3, 99]))
+    assert cov[0] == pytest.approx(1.0) and cov[3] == pytest.approx(1.0)
+    assert 0 < cov[1] < 0.5  # only the common word, which carries little idf
+    assert cov[2] == 0 and cov[4] == 0  # no query word; unknown id
     assert (res.scores <= res.upper).all()
     assert res.terms == ("热水器", "e1")
 

@@ -34,7 +34,7 @@ import re
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,17 +68,21 @@ class BM25Result:
     Attributes:
         ids: document ids (int64).
         scores: BM25 scores (float32), same order as ``ids``.
-        coverage: idf-weighted share of the query's terms present in each document, 0..1.
         upper: an upper bound of any document's score for this query, Σ idf(t)·(k1+1); divide by it
             to compare scores across queries.
         terms: the query terms that were scored (stop words and unknown words removed).
+
+    :meth:`coverage` is computed on demand for the few documents that need it; the result is
+    valid until the index changes.
     """
 
     ids: np.ndarray
     scores: np.ndarray
-    coverage: np.ndarray
     upper: float
     terms: tuple[str, ...]
+    _index: BM25Index | None = field(default=None, repr=False, compare=False)
+    _term_ids: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    _idfs: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def top(self, k: int) -> list[tuple[int, float]]:
         """The ``k`` best ``(id, score)`` pairs, best first (ties broken by id for determinism)."""
@@ -91,8 +95,33 @@ class BM25Result:
         order = part[np.lexsort((self.ids[part], -self.scores[part]))]
         return [(int(self.ids[i]), float(self.scores[i])) for i in order]
 
+    def coverage(self, ids: np.ndarray) -> np.ndarray:
+        """Idf-weighted share (0..1) of the query's terms present in each of the documents ``ids``
+        (0 for unknown ids). Costs O(len(ids) · terms · log postings), so ask only for candidates."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.zeros(ids.size, dtype=np.float64)
+        index = self._index
+        if index is None or ids.size == 0 or not self._term_ids:
+            return out.astype(np.float32)
+        inside = (ids >= 0) & (ids < index._row_of.size)
+        rows = np.full(ids.size, -1, dtype=np.int64)
+        rows[inside] = index._row_of[ids[inside]]
+        w = index._weights
+        n_cols = w.shape[1]
+        main = (rows >= 0) & (rows < index._n_main)
+        for tid, idf in zip(self._term_ids, self._idfs, strict=True):
+            if tid < n_cols and main.any():
+                col = w.indices[w.indptr[tid] : w.indptr[tid + 1]]  # sorted rows
+                r = rows[main]
+                pos = np.minimum(np.searchsorted(col, r), max(col.size - 1, 0))
+                if col.size:
+                    out[main] += np.where(col[pos] == r, idf, 0.0)
+            for row, _ in index._delta_postings.get(tid, ()):
+                out[rows == row] += idf
+        return np.minimum(out / sum(self._idfs), 1.0).astype(np.float32)
 
-_EMPTY = BM25Result(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32), 0.0, ())
+
+_EMPTY = BM25Result(np.zeros(0, np.int64), np.zeros(0, np.float32), 0.0, ())
 
 
 class BM25Index:
@@ -384,26 +413,23 @@ class BM25Index:
                     terms.append((term, tid, idf))
         if not terms or not self._n_live:
             return _EMPTY
-        total_idf = sum(idf for _, _, idf in terms)
-        upper = total_idf * (self.k1 + 1.0)
+        upper = sum(idf for _, _, idf in terms) * (self.k1 + 1.0)
         score = np.zeros(self._n_rows, dtype=np.float64)
-        matched = np.zeros(self._n_rows, dtype=np.float64)
         w = self._weights
         n_cols = w.shape[1]
         rows_parts: list[np.ndarray] = []
         score_parts: list[np.ndarray] = []
-        idf_parts: list[np.ndarray] = []
         for _, tid, idf in terms:
             if tid < n_cols:
                 start, end = w.indptr[tid], w.indptr[tid + 1]
                 if end > start:
                     rows_parts.append(w.indices[start:end])
-                    score_parts.append(w.data[start:end] * idf)
-                    idf_parts.append(np.full(end - start, idf))
+                    score_parts.append(w.data[start:end] * np.float32(idf))
         if rows_parts:
-            rows = np.concatenate(rows_parts)
-            score[: self._n_main] = np.bincount(rows, np.concatenate(score_parts), minlength=self._n_main)
-            matched[: self._n_main] = np.bincount(rows, np.concatenate(idf_parts), minlength=self._n_main)
+            # One pass over the query terms' postings: a weighted histogram over main rows.
+            rows = np.concatenate(rows_parts) if len(rows_parts) > 1 else rows_parts[0]
+            weights = np.concatenate(score_parts) if len(score_parts) > 1 else score_parts[0]
+            score[: self._n_main] = np.bincount(rows, weights, minlength=self._n_main)
         if self._delta_postings:
             avgdl = self.avgdl or 1.0
             k1, b = self.k1, self.b
@@ -411,15 +437,17 @@ class BM25Index:
                 for row, tf in self._delta_postings.get(tid, ()):
                     norm = k1 * (1.0 - b + b * float(self._row_len[row]) / avgdl)
                     score[row] += idf * tf * (k1 + 1.0) / (tf + norm)
-                    matched[row] += idf
-        score[: self._n_rows][~self._row_alive[: self._n_rows]] = 0.0
-        hit = np.flatnonzero(score > 0)
+        if self._n_live < self._n_rows:
+            score[~self._row_alive[: self._n_rows]] = 0.0
+        hit = np.flatnonzero(score)
         return BM25Result(
-            ids=self._row_id[hit].copy(),
+            ids=self._row_id[hit],
             scores=score[hit].astype(np.float32),
-            coverage=np.minimum(matched[hit] / total_idf, 1.0).astype(np.float32),
             upper=float(upper),
             terms=tuple(t for t, _, _ in terms),
+            _index=self,
+            _term_ids=tuple(tid for _, tid, _ in terms),
+            _idfs=tuple(idf for _, _, idf in terms),
         )
 
     def search(self, tokens: Sequence[str], k: int = 10) -> list[tuple[int, float]]:
