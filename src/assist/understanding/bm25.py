@@ -225,7 +225,7 @@ class BM25Index:
                 raise ValueError(f"document id {doc_id} appears twice in one batch")
             batch.add(doc_id)
             if self._row(doc_id) >= 0:
-                self.remove(doc_id, _fold=False)
+                self._remove(doc_id)
             total = 0
             for term, tf in Counter(self.terms_of(tokens)).items():
                 tid = self._vocab.get(term)
@@ -284,8 +284,14 @@ class BM25Index:
         self._n_live += 1
         self._total_len += length
 
-    def remove(self, doc_id: int, *, _fold: bool = True) -> bool:
+    def remove(self, doc_id: int) -> bool:
         """Remove a document; returns False if it was not there. Invisible to the next query."""
+        removed = self._remove(doc_id)
+        if removed and self._dead_in_main > self.delta_max:
+            self.fold()
+        return removed
+
+    def _remove(self, doc_id: int) -> bool:
         row = self._row(doc_id)
         if row < 0:
             return False
@@ -308,8 +314,6 @@ class BM25Index:
         self._row_of[doc_id] = -1
         self._n_live -= 1
         self._total_len -= float(self._row_len[row])
-        if _fold and self._dead_in_main > self.delta_max:
-            self.fold()
         return True
 
     def fold(self) -> None:

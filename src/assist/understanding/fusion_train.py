@@ -215,7 +215,7 @@ def _hybrid_rankings(retriever: HybridRetriever, prep: _Prepared, fusion: Fusion
     return ranked, tops
 
 
-def evaluate(retriever: HybridRetriever, prep: _Prepared, fusion: FusionParams) -> dict[str, Any]:
+def _evaluate(retriever: HybridRetriever, prep: _Prepared, fusion: FusionParams) -> dict[str, Any]:
     """Ranking metrics for BM25 alone, dense alone and the hybrid, overall and per kind,
     plus the quality of the ``answered`` decision."""
     hybrid, tops = _hybrid_rankings(retriever, prep, fusion)
@@ -304,8 +304,8 @@ def train_fusion(
     cal_ranked, _ = _hybrid_rankings(retriever, cal, fitted)
     correct = [bool(r) and r[0] == p.kb_id for r, p in zip(cal_ranked, cal.items, strict=True)]
     fitted = replace(fitted, threshold=choose_threshold(cal_tops, correct))
-    metrics_test = evaluate(retriever, test, fitted)
-    metrics_cal = evaluate(retriever, cal, fitted)
+    metrics_test = _evaluate(retriever, test, fitted)
+    metrics_cal = _evaluate(retriever, cal, fitted)
     fitted = replace(fitted, info={
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "paraphrases": str(paraphrases_path),

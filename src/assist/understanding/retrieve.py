@@ -105,6 +105,11 @@ def extract_codes(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def _compact(items: Iterable[str]) -> tuple[str, ...]:
+    """Sorted, de-duplicated, interned strings (codes and SKUs repeat across entries)."""
+    return tuple(sorted({sys.intern(i) for i in items}))
+
+
 def kb_content_hash(entries: Iterable[KbEntry]) -> str:
     """Hash of the published entries, identical to ``Shop.content_hash`` for the same KB."""
     h = hashlib.sha256()
@@ -177,8 +182,11 @@ class FusionParams:
 # answerable queries) it gave recall@5 0.964 / recall@1 0.732 / MRR 0.835, against dense alone
 # 0.929 / 0.705 / 0.802 and BM25 alone 0.714 / 0.429 / 0.546. code_match was dropped by the sign
 # constraint (too few code queries in that half to fit it). The generic fallback for other
-# encoders is the same fit without absolute cosines (rank/margin/BM25 features only): a stopgap
-# until `assist train` is run for that encoder. sku_boost/penalty are set by hand (there is no SKU
+# encoders uses no absolute cosine (scales differ by model) and is set by hand between the fits
+# for e5 and for all-MiniLM-L6-v2 (an English model, weak on Chinese): on the demo test half it
+# gives recall@5 0.893 with e5 (e5's own fit: 0.964) and 0.714 with MiniLM (= BM25 alone;
+# MiniLM's own fit: 0.723), where e5's weights would give MiniLM 0.527. A stopgap until
+# `assist train` is run for that encoder. sku_boost/penalty are set by hand (there is no SKU
 # context in the paraphrase set): ±1 logit, about the odds that a customer asking with a product in
 # context means that product; the relative features do the rest (see the module docstring).
 DEFAULT_FUSION: dict[str, FusionParams] = {
@@ -196,9 +204,9 @@ DEFAULT_FUSION: dict[str, FusionParams] = {
         encoder="*",
         features=("dense_margin", "dense_rank", "bm25", "bm25_rel", "bm25_rank", "coverage", "code_match",
                   "code_miss"),
-        weights=(76.89244, 2.89443, -11.7316, 2.29197, 1.65559, 4.87023, 1.02163, -0.9147),
-        bias=-5.07039,
-        threshold=0.3663,
+        weights=(20.0, 1.5, -11.0, 3.5, 2.0, 5.5, 1.5, -1.0),
+        bias=-6.0,
+        threshold=0.45,
         sku_boost=1.0,
         sku_penalty=1.0,
     ),
@@ -296,9 +304,11 @@ class _Slot:
     index: int
     start: int
     count: int
-    codes: frozenset[str]  # every code in question/similar/answer/skus
-    topic_codes: frozenset[str]  # codes in question/similar/skus: what the entry is about
-    skus: frozenset[str]
+    # Small sorted tuples, not frozensets: a frozenset costs ~220 bytes even for one element,
+    # i.e. ~60 MB over three of them at 100k entries. Lookups are over a handful of items.
+    codes: tuple[str, ...]  # every code in question/similar/answer/skus
+    topic_codes: tuple[str, ...]  # codes in question/similar/skus: what the entry is about
+    skus: tuple[str, ...]
 
     @property
     def entry(self) -> KbEntry:
@@ -499,12 +509,14 @@ class HybridRetriever:
             raise ValueError("an entry's unit ids must be contiguous")
         self._unit_entry[ids] = index
         topic = " ".join([entry.question, *entry.similar, *entry.skus])
+        topic_codes = extract_codes(topic)
+        codes = topic_codes | extract_codes(entry.answer)
         slot = _Slot(
             kb_id=entry.id, category=sys.intern(entry.category),
             raw=raw if raw is not None else entry.model_dump_json().encode(),
             index=index, start=start, count=count,
-            codes=extract_codes(" ".join([topic, entry.answer])), topic_codes=extract_codes(topic),
-            skus=frozenset(s.lower() for s in entry.skus),
+            codes=_compact(codes), topic_codes=_compact(topic_codes),
+            skus=_compact(s.lower() for s in entry.skus),
         )
         if index >= self._slot_start.size:
             cap = max(index + 1, 2 * self._slot_start.size, 256)
@@ -693,7 +705,7 @@ class HybridRetriever:
         code_miss = np.zeros(len(slots_ok))
         if q_codes:
             for i, s in enumerate(slots_ok):
-                common = q_codes & s.codes
+                common = q_codes.intersection(s.codes)
                 if common:
                     # A code that names one entry (e2) is strong evidence; one that a dozen
                     # entries mention (the product model pb20) is weak.
@@ -705,7 +717,7 @@ class HybridRetriever:
         context = {s.lower() for s in skus or ()}
         if context:
             for i, s in enumerate(slots_ok):
-                if s.skus & context:
+                if not context.isdisjoint(s.skus):
                     sku_adjust[i] = fusion.sku_boost
                 elif s.skus:
                     sku_adjust[i] = -fusion.sku_penalty
