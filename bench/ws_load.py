@@ -323,7 +323,10 @@ async def open_loop(url: str, n: int, duration: float, mean_gap: float, lines: t
                 await c.send_turn()
             except websockets.ConnectionClosed:
                 return
-            await asyncio.sleep(c.rng.expovariate(1.0 / mean_gap))
+            gap = c.rng.expovariate(1.0 / mean_gap)
+            # Never sleep past the deadline: the sending window (the turns/s denominator) stays
+            # the configured duration instead of the longest conversation's last gap.
+            await asyncio.sleep(min(gap, max(0.0, deadline - time.perf_counter())))
 
     await asyncio.gather(*(drive(c) for c in convs))
     sent_window = time.perf_counter() - t_start

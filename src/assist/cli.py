@@ -113,7 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                ws_max_size=1 << 20)
+                ws_max_size=1 << 20, ws_per_message_deflate=settings.ws_compression)
     return 0
 
 

@@ -56,9 +56,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     database_url: str = ""  # default: sqlite+aiosqlite:///<var_dir>/assist.db
+    # SQLite durability of a commit (WAL journal either way). NORMAL: a committed (acked) turn
+    # survives the process being killed, but the last commits can be lost in a power cut or
+    # kernel crash. FULL also fsyncs every commit (~2-7 ms each on the dev box's disk), so it
+    # survives those too, at a cost in latency under load.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
     redis_url: str = ""  # empty: single replica, in-process push
     max_text_chars: int = 2000
     ws_send_queue: int = 256  # frames buffered for a slow client before it is disconnected
+    # permessage-deflate on /v1/ws. Off by default: consoles sit on a LAN, and compressing every
+    # analysis frame on the event loop cost ~10 % of its time under load (bench/ws_load.py).
+    ws_compression: bool = False
     api_token: str = ""  # empty: no auth (dev only)
     webhook_url: str = ""
     webhook_secret: str = "changethis"

@@ -157,10 +157,13 @@ async def test_complete_turn_writes_state_frames_and_result_atomically(db: Datab
     analysis = {"intent": {"label": "usage_howto", "confidence": 0.91}, "text": "声音太小"}
     actions = [{"id": "t1:answer:0", "type": "answer", "score": 0.8}]
     async with db.transaction() as uow:
-        turn, frames = await uow.conversations.complete_turn(
+        frames = await uow.conversations.complete_turn(
             "c1", "t1", state={"stage": "solving"}, analysis=analysis, actions=actions,
             frames=[{"type": "analysis", "turn_id": "t1"}],
         )
+    async with db.transaction() as uow:
+        turn = await uow.conversations.get_turn("c1", "t1")
+    assert turn is not None
     assert turn.status is TurnStatus.processed and turn.processed_at is not None
     assert turn.analysis == analysis and turn.actions == actions
     assert turn.analysis_seq == frames[0]["seq"] == ack["seq"] + 1
@@ -256,9 +259,11 @@ async def test_frames_and_actions_may_be_pydantic_models_or_hold_datetimes(db: D
     async with db.transaction() as uow:
         await uow.conversations.insert_turn("c1", turn_id="t1", role="customer", text="x")
         event = await uow.conversations.append_frame("c1", {"type": "event", "at": T0, "status": TurnStatus.received})
-        turn, (frame,) = await uow.conversations.complete_turn(
+        (frame,) = await uow.conversations.complete_turn(
             "c1", "t1", state={"at": T0}, analysis=None, actions=[action], frames=[AnalysisFrame(actions=[action])]
         )
+        turn = await uow.conversations.get_turn("c1", "t1")
+    assert turn is not None
     assert event == {"type": "event", "at": "2025-11-24T12:00:00Z", "status": "received", "seq": 1}
     assert frame["seq"] == 2 and frame["actions"][0]["evidence"] == ["bought A", "红屁屁"]
     assert turn.actions == [{"id": "t1:cross_sell:0", "type": "cross_sell", "evidence": ["bought A", "红屁屁"]}]

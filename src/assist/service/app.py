@@ -90,7 +90,7 @@ def _embed_workers() -> int:
 async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoader) -> None:
     settings = services.settings
     services.stage = "migrating database"
-    db = Database.open(settings.effective_database_url)
+    db = Database.open(settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     services.db = db
     await db.migrate()
 

@@ -426,7 +426,7 @@ class ConversationService:
             raise AssistError(f"turn {turn_id!r} could not be processed; it has been logged") from exc
         async with lane.emit:
             async with self.db.transaction() as uow:
-                _turn, stored = await uow.conversations.complete_turn(
+                stored = await uow.conversations.complete_turn(
                     conversation_id, turn_id, state=new,
                     analysis=_dump(analysis) if analysis is not None else None,
                     actions=[_dump(a) for a in actions], frames=[frame, *_escalation_events(frame)], result_frame=0,

@@ -145,20 +145,28 @@ class ConversationRepo:
 
     # --- frames ------------------------------------------------------------------------------
 
-    async def append_frames(self, conversation_id: str, frames: Sequence[Frame]) -> list[dict[str, Any]]:
+    async def append_frames(
+        self, conversation_id: str, frames: Sequence[Frame], *, state: Mapping[str, Any] | BaseModel | None = None,
+    ) -> list[dict[str, Any]]:
         """Give each frame the conversation's next ``seq``, store it, and return the stored frames.
 
         One ``UPDATE ... RETURNING`` reserves the whole block of seqs, so seqs are gap-free and
         never reused even with several writers; the row lock it takes also orders concurrent
-        appends on PostgreSQL. Raises ``ConversationNotFound``.
+        appends on PostgreSQL. ``state``, if given, is saved by that same UPDATE (as
+        ``save_state`` would). Raises ``ConversationNotFound``.
         """
         if not frames:
+            if state is not None:
+                await self.save_state(conversation_id, state)
             return []
+        values: dict[str, Any] = {"last_seq": ConversationRow.last_seq + len(frames)}
+        if state is not None:
+            values.update(state=to_json(state), updated_at=utcnow())
         last = (
             await self._s.execute(
                 update(ConversationRow)
                 .where(ConversationRow.id == conversation_id)
-                .values(last_seq=ConversationRow.last_seq + len(frames))
+                .values(**values)
                 .returning(ConversationRow.last_seq)
             )
         ).scalar_one_or_none()
@@ -214,19 +222,27 @@ class ConversationRepo:
         ``ConversationNotFound``.
         """
         now = utcnow()
-        stmt = insert_ignoring_conflicts(self._s, TurnRow, ["conversation_id", "turn_id"]).values(
-            conversation_id=conversation_id, turn_id=turn_id, role=role, text=text,
-            ts=as_utc(ts) if ts else now, status=TurnStatus.received.value, created_at=now,
+        at = as_utc(ts) if ts else now
+        # RETURNING gives the new row's id when inserted and nothing on a conflict, so the common
+        # case (a new turn) needs no read back: one round trip less on the ack's critical path.
+        stmt = (
+            insert_ignoring_conflicts(self._s, TurnRow, ["conversation_id", "turn_id"])
+            .values(conversation_id=conversation_id, turn_id=turn_id, role=role, text=text,
+                    ts=at, status=TurnStatus.received.value, created_at=now)
+            .returning(TurnRow.id)
         )
         try:
-            created = (await self._s.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+            position = (await self._s.execute(stmt)).scalar_one_or_none()
         except IntegrityError as exc:
             if constraint_kind(exc) is ConstraintKind.foreign_key:
                 raise ConversationNotFound(f"conversation {conversation_id!r} not found") from exc
             raise ConflictError(f"turn {turn_id!r} could not be stored: {exc.orig}") from exc
+        if position is not None:
+            return TurnRecord(conversation_id=conversation_id, turn_id=turn_id, role=role, text=text, ts=at,
+                              status=TurnStatus.received, position=position, created_at=now), True
         record = await self.get_turn(conversation_id, turn_id)
-        assert record is not None  # inserted or already there, in this transaction
-        return record, created
+        assert record is not None  # the conflicting row exists, in this transaction
+        return record, False
 
     async def get_turn(self, conversation_id: str, turn_id: str) -> TurnRecord | None:
         row = (
@@ -254,6 +270,23 @@ class ConversationRepo:
         processed it: letting the error roll back the caller's unit discards this duplicate
         result with its frames and state), ``NotFoundError`` when there is no such turn.
         """
+        rowcount = await self._mark_processed(conversation_id, turn_id, analysis=analysis, actions=actions,
+                                              analysis_seq=analysis_seq, now=now, check=False)
+        return await self._after_transition(conversation_id, turn_id, rowcount)
+
+    async def _mark_processed(
+        self,
+        conversation_id: str,
+        turn_id: str,
+        *,
+        analysis: Mapping[str, Any] | BaseModel | None,
+        actions: Sequence[Any] = (),
+        analysis_seq: int | None = None,
+        now: datetime | None = None,
+        check: bool = True,
+    ) -> int:
+        """The UPDATE of ``mark_turn_processed``; with ``check`` it reads the row back only when the
+        update missed (to say why), not on the normal path. Returns the rowcount."""
         result = await self._s.execute(
             update(TurnRow)
             .where(
@@ -269,7 +302,10 @@ class ConversationRepo:
                 processed_at=as_utc(now) if now else utcnow(),
             )
         )
-        return await self._after_transition(conversation_id, turn_id, result.rowcount)  # type: ignore[attr-defined]
+        rowcount: int = result.rowcount  # type: ignore[attr-defined]
+        if check and rowcount != 1:
+            await self._after_transition(conversation_id, turn_id, rowcount)
+        return rowcount
 
     async def mark_turn_failed(
         self, conversation_id: str, turn_id: str, error: str, *, now: datetime | None = None
@@ -304,21 +340,19 @@ class ConversationRepo:
         actions: Sequence[Any] = (),
         frames: Sequence[Frame] = (),
         result_frame: int | None = 0,
-    ) -> tuple[TurnRecord, list[dict[str, Any]]]:
+    ) -> list[dict[str, Any]]:
         """Everything a processed turn writes, in one call: new state, frames, turn result.
 
         ``frames`` get seqs as in ``append_frames``; ``result_frame`` is the index in ``frames``
         of the frame that carries the turn's result (its seq is stored on the turn so a
-        repeated turn_id can be answered with it), or None. Returns the turn and the stored
-        frames. Raises as ``mark_turn_processed``.
+        repeated turn_id can be answered with it), or None. Returns the stored frames. Three
+        statements: the conversation row (seqs + state), the frames, the turn. Raises as
+        ``mark_turn_processed``.
         """
-        stored = await self.append_frames(conversation_id, frames)
+        stored = await self.append_frames(conversation_id, frames, state=state)
         seq = stored[result_frame]["seq"] if stored and result_frame is not None else None
-        await self.save_state(conversation_id, state)
-        turn = await self.mark_turn_processed(
-            conversation_id, turn_id, analysis=analysis, actions=actions, analysis_seq=seq
-        )
-        return turn, stored
+        await self._mark_processed(conversation_id, turn_id, analysis=analysis, actions=actions, analysis_seq=seq)
+        return stored
 
     async def turns(self, conversation_id: str) -> list[TurnRecord]:
         """The conversation's turns in arrival order (the transcript)."""
