@@ -58,9 +58,9 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite+aiosqlite:///<var_dir>/assist.db
     # SQLite durability of a commit (WAL journal either way). NORMAL: a committed (acked) turn
     # survives the process being killed, but the last commits can be lost in a power cut or
-    # kernel crash. FULL also fsyncs every commit (~2-7 ms each on the dev box's disk), so it
-    # survives those too, at a cost in latency under load.
-    sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    # kernel crash. FULL also fsyncs every commit, so it survives those too, at a cost in
+    # latency under load (see store/db.py). Deployments that need that use PostgreSQL anyway.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     redis_url: str = ""  # empty: single replica, in-process push
     max_text_chars: int = 2000
     ws_send_queue: int = 256  # frames buffered for a slow client before it is disconnected

@@ -54,7 +54,7 @@ async def test_sqlite_connections_are_durable_and_enforce_foreign_keys(tmp_path:
                 (await conn.execute(text(f"PRAGMA {p}"))).scalar()
                 for p in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
             ]
-    assert got == ["wal", 2, 1, 5000]  # synchronous 2 == FULL
+    assert got == ["wal", 1, 1, 5000]  # synchronous 1 == NORMAL (WAL: a commit survives SIGKILL)
     assert (tmp_path / "sub" / "dir" / "a.db").exists(), "the parent directory is created"
 
 
@@ -105,3 +105,10 @@ async def test_unreachable_or_unmigrated_database_is_not_ready(tmp_path: Path) -
 async def test_ping_answers_on_a_live_database(db: Database) -> None:
     await db.ping()
 
+
+
+@on_session_loop
+async def test_sqlite_full_synchronous_can_be_chosen(tmp_path: Path) -> None:
+    async with Database.open(f"sqlite:///{tmp_path / 'f.db'}", sqlite_synchronous="FULL") as db:
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 2  # FULL: fsync per commit

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,7 +51,7 @@ def to_json_list(values: Iterable[Any] | None) -> list[Any] | None:
     return [to_jsonable_python(v) for v in values]
 
 
-def insert_ignoring_conflicts(session: AsyncSession, entity: type[Base], index_elements: list[str]) -> Any:
+def insert_ignoring_conflicts(session: AsyncSession, entity: type[Base] | Table, index_elements: list[str]) -> Any:
     """``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for the session's dialect.
 
     Used instead of select-then-insert so that two writers racing on the same key (a client

@@ -41,6 +41,13 @@ from assist.store.records import (
 
 Frame = Mapping[str, Any] | BaseModel
 
+# The per-turn statements are built on the tables, not the ORM classes: an UPDATE/INSERT against
+# an ORM entity runs SQLAlchemy's ORM bulk-persistence path, which cost about a third of the event
+# loop's time under load (bench/ws_load.py, py-spy); against the Table it is plain Core.
+_CONV = ConversationRow.__table__
+_TURN = TurnRow.__table__
+_FRAME = FrameRow.__table__
+
 
 def _conversation(row: ConversationRow) -> ConversationRecord:
     return ConversationRecord(
@@ -136,8 +143,8 @@ class ConversationRepo:
     ) -> None:
         """Replace the stored ConversationState; raises ``ConversationNotFound``."""
         result = await self._s.execute(
-            update(ConversationRow)
-            .where(ConversationRow.id == conversation_id)
+            update(_CONV)
+            .where(_CONV.c.id == conversation_id)
             .values(state=to_json(state), updated_at=as_utc(now) if now else utcnow())
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -159,15 +166,12 @@ class ConversationRepo:
             if state is not None:
                 await self.save_state(conversation_id, state)
             return []
-        values: dict[str, Any] = {"last_seq": ConversationRow.last_seq + len(frames)}
+        values: dict[str, Any] = {"last_seq": _CONV.c.last_seq + len(frames)}
         if state is not None:
             values.update(state=to_json(state), updated_at=utcnow())
         last = (
             await self._s.execute(
-                update(ConversationRow)
-                .where(ConversationRow.id == conversation_id)
-                .values(**values)
-                .returning(ConversationRow.last_seq)
+                update(_CONV).where(_CONV.c.id == conversation_id).values(**values).returning(_CONV.c.last_seq)
             )
         ).scalar_one_or_none()
         if last is None:
@@ -176,7 +180,7 @@ class ConversationRepo:
         now = utcnow()
         stored = [{**to_json(f), "seq": first + i} for i, f in enumerate(frames)]
         await self._s.execute(
-            insert(FrameRow),
+            insert(_FRAME),
             [{"conversation_id": conversation_id, "seq": f["seq"], "frame": f, "created_at": now} for f in stored],
         )
         return stored
@@ -226,10 +230,10 @@ class ConversationRepo:
         # RETURNING gives the new row's id when inserted and nothing on a conflict, so the common
         # case (a new turn) needs no read back: one round trip less on the ack's critical path.
         stmt = (
-            insert_ignoring_conflicts(self._s, TurnRow, ["conversation_id", "turn_id"])
+            insert_ignoring_conflicts(self._s, _TURN, ["conversation_id", "turn_id"])
             .values(conversation_id=conversation_id, turn_id=turn_id, role=role, text=text,
                     ts=at, status=TurnStatus.received.value, created_at=now)
-            .returning(TurnRow.id)
+            .returning(_TURN.c.id)
         )
         try:
             position = (await self._s.execute(stmt)).scalar_one_or_none()
@@ -288,11 +292,11 @@ class ConversationRepo:
         """The UPDATE of ``mark_turn_processed``; with ``check`` it reads the row back only when the
         update missed (to say why), not on the normal path. Returns the rowcount."""
         result = await self._s.execute(
-            update(TurnRow)
+            update(_TURN)
             .where(
-                TurnRow.conversation_id == conversation_id,
-                TurnRow.turn_id == turn_id,
-                TurnRow.status == TurnStatus.received.value,
+                _TURN.c.conversation_id == conversation_id,
+                _TURN.c.turn_id == turn_id,
+                _TURN.c.status == TurnStatus.received.value,
             )
             .values(
                 status=TurnStatus.processed.value,

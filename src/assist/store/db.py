@@ -4,10 +4,13 @@
 the repositories bound to one session and commits when the block ends. A write the service
 acknowledges must be inside a unit that has *exited* before the ack is sent.
 
-SQLite durability: WAL journal with ``synchronous=FULL``. WAL alone already survives a
-SIGKILL of the process (a committed transaction is in the WAL file, which the next open
-replays); FULL additionally fsyncs the WAL on every commit so an acked turn also survives a
-power cut or kernel crash, at the cost of one fsync per commit.
+SQLite durability: WAL journal with ``synchronous=NORMAL`` by default. A committed transaction
+is in the WAL file before the commit returns, so it survives a SIGKILL of the process (the next
+open replays the WAL; tests/store/test_store_durability.py kills a writer right after its
+commit). ``FULL`` (``ASSIST_SQLITE_SYNCHRONOUS=FULL``) also fsyncs the WAL on every commit, so
+an acked turn survives a power cut or kernel crash too; it costs one fsync per commit, and as
+the service holds one write lock those fsyncs queue: under bench/ws_load.py at 50 conversations
+a slow fsync phase of the disk pushed p99 turn latency from ~0.13 s to seconds.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def create_engine(
     *,
     schema: str | None = None,
     echo: bool = False,
-    sqlite_synchronous: SqliteSync = "FULL",
+    sqlite_synchronous: SqliteSync = "NORMAL",
     pool_size: int = 10,
 ) -> AsyncEngine:
     """An ``AsyncEngine`` for ``url`` with the store's connection settings.

@@ -21,6 +21,7 @@ model or an older KB is never served silently. :func:`load_or_build` turns that 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -181,7 +182,20 @@ def load_index(
         raise IndexError_(f"index at {directory} is damaged ({exc}); rebuild it with `assist kb build`") from exc
     if retriever.content_hash != manifest.kb_hash:
         raise IndexError_(f"index at {directory} does not match its own manifest (KB hash); rebuild it")
+    _trim_heap()
     return retriever
+
+
+def _trim_heap() -> None:
+    """Give the heap pages freed while loading back to the OS.
+
+    Loading parses every entry line and reads the arrays through temporary buffers; glibc keeps
+    the freed pages, which stayed in RSS (~11 MB at 100k entries). A no-op off glibc.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def load_or_build(

@@ -56,6 +56,7 @@ import re
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -294,13 +295,14 @@ class _RWLock:
 class _Slot:
     """One searchable entry; its units have the contiguous ids ``start .. start + count - 1``.
 
-    The entry is kept as its JSON (``KbEntry.model_dump_json()``, ~0.8 KB) and decoded for the few
-    hits a search returns: a pydantic object costs ~2.5 KB, i.e. 250 MB at 100k entries.
+    The entry is kept as its JSON (``KbEntry.model_dump_json()``, ~0.8 KB), zlib-compressed (~28 %
+    smaller for Chinese text, 8 µs to inflate), and decoded for the few hits a search returns: a
+    pydantic object costs ~2.5 KB, i.e. 250 MB at 100k entries.
     """
 
     kb_id: str
     category: str
-    raw: bytes
+    packed: bytes  # zlib(raw)
     index: int
     start: int
     count: int
@@ -309,6 +311,11 @@ class _Slot:
     codes: tuple[str, ...]  # every code in question/similar/answer/skus
     topic_codes: tuple[str, ...]  # codes in question/similar/skus: what the entry is about
     skus: tuple[str, ...]
+
+    @property
+    def raw(self) -> bytes:
+        """The entry's JSON, exactly as ``KbEntry.model_dump_json()`` gave it."""
+        return zlib.decompress(self.packed)
 
     @property
     def entry(self) -> KbEntry:
@@ -513,7 +520,7 @@ class HybridRetriever:
         codes = topic_codes | extract_codes(entry.answer)
         slot = _Slot(
             kb_id=entry.id, category=sys.intern(entry.category),
-            raw=raw if raw is not None else entry.model_dump_json().encode(),
+            packed=zlib.compress(raw if raw is not None else entry.model_dump_json().encode(), 1),
             index=index, start=start, count=count,
             codes=_compact(codes), topic_codes=_compact(topic_codes),
             skus=_compact(s.lower() for s in entry.skus),
