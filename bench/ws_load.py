@@ -13,7 +13,9 @@ What it does:
 - **open loop**: N conversations connect (the real ``websockets`` client), say ``hello`` and send
   their next customer or agent turn on a Poisson clock averaging one turn every ``--mean-gap``
   seconds, whether or not the previous analysis has arrived (N = 50 offers ~25 turns/s). Turn
-  latency is the time from sending a turn to receiving its ``analysis`` frame;
+  latency is the time from sending a turn to receiving its ``analysis`` frame. Turns are lines of
+  the dev conversations (60 % customer, 40 % agent); every customer line gets a short unique
+  suffix so that each one is really embedded (no query-cache hits);
 - **closed loop**: C conversations each send their next turn as soon as the previous analysis
   arrives, for C = 1, 2, 4 ...; the highest turns/s whose p99 stays within the latency target
   is the sustainable throughput;
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -52,6 +55,7 @@ import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+_UNIQUE = itertools.count(1)
 MAX_CONVERSATIONS = 500  # hard cap: this is a benchmark on one machine, not a DoS tool
 TARGET_P50_MS = 30.0
 TARGET_P99_MS = 120.0
@@ -193,6 +197,8 @@ class RunStats:
     disconnects: int = 0
     connect_errors: int = 0
     missing: int = 0
+    # The server's own per-stage timings (analysis.timings_ms) of customer turns: where the time went.
+    stages: dict[str, list[float]] = field(default_factory=dict)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -218,6 +224,7 @@ def summary(stats: RunStats, elapsed: float) -> dict[str, Any]:
     }
     out["errors"]["total"] = (len(stats.error_frames) + stats.missing + stats.disconnects
                               + stats.connect_errors)
+    out["server_stages_ms_customer"] = {k: {"p50": pct(v, 50), "p99": pct(v, 99)} for k, v in stats.stages.items()}
     return out
 
 
@@ -243,7 +250,13 @@ class Conversation:
         # Roughly how chats go: customers talk a little more than agents.
         role = "customer" if self.rng.random() < 0.6 else "agent"
         pool = self.customer_lines if role == "customer" else self.agent_lines
-        return role, self.rng.choice(pool)
+        text = self.rng.choice(pool)
+        if role == "customer":
+            # A short unique suffix (~2 tokens): the logged lines repeat across conversations and
+            # runs, and the server's query-vector cache would otherwise answer most of them
+            # without running the encoder, which is not what a console's real traffic does.
+            text = f"{text} {next(_UNIQUE):x}"
+        return role, text
 
     async def send_turn(self) -> asyncio.Future[None]:
         role, text = self.next_turn()
@@ -266,6 +279,9 @@ class Conversation:
                     if item is not None:
                         t0, role, fut = item
                         self.stats.latencies[role].append((time.perf_counter() - t0) * 1e3)
+                        if role == "customer":
+                            for k, v in (frame.get("timings_ms") or {}).items():
+                                self.stats.stages.setdefault(k, []).append(float(v))
                         self.stats.received += 1
                         if not fut.done():
                             fut.set_result(None)
