@@ -8,6 +8,7 @@ lets the demo shop's KB index be built once and then loaded by every test that n
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,3 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 _SESSION_VAR = Path(tempfile.mkdtemp(prefix="assist-test-var-"))
 os.environ["ASSIST_VAR_DIR"] = str(_SESSION_VAR)
+
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    # The session directory holds a built index and SQLite files: don't leave one per run in /tmp.
+    shutil.rmtree(_SESSION_VAR, ignore_errors=True)
