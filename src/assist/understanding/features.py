@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from assist.errors import ModelError
+from assist.understanding.cues import CueSet
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -329,3 +330,29 @@ def write_model_dir(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarr
     path.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path / "model.npz", **arrays)
     (path / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+class SavedClassifier:
+    """What the intent and sentiment classifiers share: a feature space, a cue layer, the encoder
+    their embedding features come from, and the model-directory format. Subclasses set ``kind``
+    and say which heads they save."""
+
+    kind: str = ""
+
+    def __init__(self, space: FeatureSpace, *, cues: CueSet | None, encoder: str,
+                 meta: dict[str, Any] | None) -> None:
+        self.space = space
+        self.cues = cues if cues is not None else CueSet([])
+        self.encoder = encoder
+        self.meta = meta or {}
+
+    def check_encoder(self, name: str) -> None:
+        """Raise ModelError if the pipeline's embedder is not the one the model was trained on."""
+        if name != self.encoder:
+            raise ModelError(f"{self.kind} model expects {self.encoder!r} embeddings, the pipeline uses {name!r}")
+
+    def _save(self, path: Path, heads_meta: dict[str, Any], heads: dict[str, np.ndarray],
+              extra_meta: dict[str, Any] | None) -> None:
+        meta = {"format": MODEL_FORMAT, "kind": self.kind, "encoder": self.encoder, **heads_meta,
+                "features": self.space.to_meta(), **(extra_meta or {})}
+        write_model_dir(Path(path), meta, {**self.space.arrays(), **heads})

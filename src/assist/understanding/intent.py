@@ -29,16 +29,15 @@ from assist.types import Intent, IntentResult, ScoredLabel
 from assist.understanding.cues import CueSet, apply_intent_cues
 from assist.understanding.features import (
     ENCODER_NAME,
-    MODEL_FORMAT,
     Features,
     FeatureSpace,
     LinearHead,
+    SavedClassifier,
     read_model_dir,
-    write_model_dir,
 )
 
 
-class IntentClassifier:
+class IntentClassifier(SavedClassifier):
     """Customer turn -> :class:`IntentResult` (label, confidence, top-3, cues that fired).
 
     Build with :meth:`load` (or from a freshly trained :class:`FeatureSpace` and :class:`LinearHead`).
@@ -60,11 +59,8 @@ class IntentClassifier:
         unknown = set(head.classes) - {i.value for i in Intent}
         if unknown:
             raise ModelError(f"intent model has labels outside the DESIGN §2 contract: {sorted(unknown)}")
-        self.space = space
+        super().__init__(space, cues=cues, encoder=encoder, meta=meta)
         self.head = head
-        self.cues = cues if cues is not None else CueSet([])
-        self.encoder = encoder
-        self.meta = meta or {}
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -82,20 +78,7 @@ class IntentClassifier:
                    encoder=meta.get("encoder", ""), meta=meta)
 
     def save(self, path: Path, *, extra_meta: dict[str, Any] | None = None) -> None:
-        meta = {
-            "format": MODEL_FORMAT,
-            "kind": self.kind,
-            "encoder": self.encoder,
-            "classes": self.head.classes,
-            "features": self.space.to_meta(),
-            **(extra_meta or {}),
-        }
-        write_model_dir(Path(path), meta, {**self.space.arrays(), "W": self.head.weights, "b": self.head.bias})
-
-    def check_encoder(self, name: str) -> None:
-        """Raise ModelError if the pipeline's embedder is not the one the model was trained on."""
-        if name != self.encoder:
-            raise ModelError(f"intent model expects {self.encoder!r} embeddings, the pipeline uses {name!r}")
+        self._save(path, {"classes": self.head.classes}, {"W": self.head.weights, "b": self.head.bias}, extra_meta)
 
     # -- features -> decision ---------------------------------------------------------------
 

@@ -33,12 +33,11 @@ from assist.types import Emotion, SentimentLabel, SentimentResult
 from assist.understanding.cues import CueSet, apply_label_cue, sentiment_hits
 from assist.understanding.features import (
     ENCODER_NAME,
-    MODEL_FORMAT,
     Features,
     FeatureSpace,
     LinearHead,
+    SavedClassifier,
     read_model_dir,
-    write_model_dir,
 )
 
 POLARITY_CLASSES = [SentimentLabel.negative.value, SentimentLabel.neutral.value, SentimentLabel.positive.value]
@@ -68,7 +67,7 @@ def joint_label(sentiment: str, emotion: str) -> str:
     return f"{sentiment}/{emotion}"
 
 
-class SentimentClassifier:
+class SentimentClassifier(SavedClassifier):
     """Customer turn -> :class:`SentimentResult`.
 
     Build with :meth:`load`; thread-safe after that. ``predict_many`` batches the embedding part.
@@ -92,13 +91,10 @@ class SentimentClassifier:
                 f"sentiment model classes {polarity.classes} / {emotion.classes} do not match "
                 f"{POLARITY_CLASSES} / {JOINT_CLASSES}; retrain with `assist train`"
             )
-        self.space = space
+        super().__init__(space, cues=cues, encoder=encoder, meta=meta)
         self.polarity = polarity
         self.emotion = emotion
         self.polarity_mix = polarity_mix
-        self.cues = cues if cues is not None else CueSet([])
-        self.encoder = encoder
-        self.meta = meta or {}
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -116,27 +112,14 @@ class SentimentClassifier:
                    cues=cues if cues is not None else CueSet.load(), encoder=meta.get("encoder", ""), meta=meta)
 
     def save(self, path: Path, *, extra_meta: dict[str, Any] | None = None) -> None:
-        meta = {
-            "format": MODEL_FORMAT,
-            "kind": self.kind,
-            "encoder": self.encoder,
-            "polarity_classes": self.polarity.classes,
-            "emotion_classes": self.emotion.classes,
-            "polarity_mix": self.polarity_mix,
-            "features": self.space.to_meta(),
-            **(extra_meta or {}),
-        }
-        arrays = {
-            **self.space.arrays(),
-            "W_polarity": self.polarity.weights, "b_polarity": self.polarity.bias,
-            "W_emotion": self.emotion.weights, "b_emotion": self.emotion.bias,
-        }
-        write_model_dir(Path(path), meta, arrays)
-
-    def check_encoder(self, name: str) -> None:
-        """Raise ModelError if the pipeline's embedder is not the one the model was trained on."""
-        if name != self.encoder:
-            raise ModelError(f"sentiment model expects {self.encoder!r} embeddings, the pipeline uses {name!r}")
+        self._save(
+            path,
+            {"polarity_classes": self.polarity.classes, "emotion_classes": self.emotion.classes,
+             "polarity_mix": self.polarity_mix},
+            {"W_polarity": self.polarity.weights, "b_polarity": self.polarity.bias,
+             "W_emotion": self.emotion.weights, "b_emotion": self.emotion.bias},
+            extra_meta,
+        )
 
     # -- features -> decision ---------------------------------------------------------------
 
