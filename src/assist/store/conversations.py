@@ -275,7 +275,7 @@ class ConversationRepo:
         result with its frames and state), ``NotFoundError`` when there is no such turn.
         """
         rowcount = await self._mark_processed(conversation_id, turn_id, analysis=analysis, actions=actions,
-                                              analysis_seq=analysis_seq, now=now, check=False)
+                                              analysis_seq=analysis_seq, now=now)
         return await self._after_transition(conversation_id, turn_id, rowcount)
 
     async def _mark_processed(
@@ -287,10 +287,8 @@ class ConversationRepo:
         actions: Sequence[Any] = (),
         analysis_seq: int | None = None,
         now: datetime | None = None,
-        check: bool = True,
     ) -> int:
-        """The UPDATE of ``mark_turn_processed``; with ``check`` it reads the row back only when the
-        update missed (to say why), not on the normal path. Returns the rowcount."""
+        """The UPDATE of ``mark_turn_processed``, without reading the row back; returns the rowcount."""
         result = await self._s.execute(
             update(_TURN)
             .where(
@@ -307,8 +305,6 @@ class ConversationRepo:
             )
         )
         rowcount: int = result.rowcount  # type: ignore[attr-defined]
-        if check and rowcount != 1:
-            await self._after_transition(conversation_id, turn_id, rowcount)
         return rowcount
 
     async def mark_turn_failed(
@@ -355,7 +351,9 @@ class ConversationRepo:
         """
         stored = await self.append_frames(conversation_id, frames, state=state)
         seq = stored[result_frame]["seq"] if stored and result_frame is not None else None
-        await self._mark_processed(conversation_id, turn_id, analysis=analysis, actions=actions, analysis_seq=seq)
+        if await self._mark_processed(conversation_id, turn_id, analysis=analysis, actions=actions,
+                                      analysis_seq=seq) != 1:
+            await self._after_transition(conversation_id, turn_id, 0)  # raises: says why it missed
         return stored
 
     async def turns(self, conversation_id: str) -> list[TurnRecord]:
