@@ -16,31 +16,31 @@ from assist.types import Intent, Retrieval
 router = APIRouter(prefix="/v1/kb", tags=["kb"])
 
 
-class KbEntryIn(BaseModel):
-    """An entry as an editor writes it: ``version`` and ``updated_at`` are set by the store."""
+class _KbContent(BaseModel):
+    """What an editor writes of an entry (``version`` and ``updated_at`` are set by the store).
+
+    The limits repeat ``KbEntry``'s so that they show in the OpenAPI schema; ``_entry`` validates
+    the result as a ``KbEntry`` too, so KbEntry stays the one authority."""
+
+    question: str = Field(min_length=1, max_length=500)
+    similar: list[str] = Field(default_factory=list)
+    answer: str = Field(min_length=1, max_length=5000)
+    category: str = ""
+    skus: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    intent: Intent | None = None
+    status: KbStatus = KbStatus.published
+
+
+class KbEntryIn(_KbContent):
+    """A new entry (POST)."""
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-    question: str = Field(min_length=1, max_length=500)
-    similar: list[str] = Field(default_factory=list)
-    answer: str = Field(min_length=1, max_length=5000)
-    category: str = ""
-    skus: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    intent: Intent | None = None
-    status: KbStatus = KbStatus.published
 
 
-class KbEntryUpdate(BaseModel):
+class KbEntryUpdate(_KbContent):
     """A full replacement of an entry's content (PUT); ``expected_version`` guards concurrent edits."""
 
-    question: str = Field(min_length=1, max_length=500)
-    similar: list[str] = Field(default_factory=list)
-    answer: str = Field(min_length=1, max_length=5000)
-    category: str = ""
-    skus: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    intent: Intent | None = None
-    status: KbStatus = KbStatus.published
     expected_version: int | None = Field(None, ge=0, description="refuse (409) unless the stored version is this")
 
 
