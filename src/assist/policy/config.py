@@ -24,11 +24,11 @@ import re
 from datetime import timedelta, timezone, tzinfo
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from assist.errors import DataFileError, RecordProblem
@@ -45,6 +45,18 @@ class _Cfg(BaseModel):
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """Compile (and cache) one regex of the word lists."""
     return re.compile(pattern)
+
+
+def _valid_regex(pattern: str) -> str:
+    try:
+        compile_pattern(pattern)
+    except re.error as exc:
+        raise ValueError(f"bad regex {pattern!r}: {exc}") from exc
+    return pattern
+
+
+# A regex from a word list, compiled when the config loads so a typo fails at start-up.
+Regex = Annotated[str, AfterValidator(_valid_regex)]
 
 
 class Span(BaseModel):
@@ -64,19 +76,9 @@ class PatternSet(_Cfg):
     Patterns run on normalised text: lower-case, simplified Chinese, half-width punctuation.
     """
 
-    match: list[str] = Field(default_factory=list)
-    unless: list[str] = Field(default_factory=list)
-    veto: list[str] = Field(default_factory=list)
-
-    @field_validator("match", "unless", "veto")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for p in patterns:
-            try:
-                compile_pattern(p)
-            except re.error as exc:
-                raise ValueError(f"bad regex {p!r}: {exc}") from exc
-        return patterns
+    match: list[Regex] = Field(default_factory=list)
+    unless: list[Regex] = Field(default_factory=list)
+    veto: list[Regex] = Field(default_factory=list)
 
     def spans(self, text: str) -> list[Span]:
         """Every non-vetoed hit in ``text``, in order of position (overlapping hits merged)."""
@@ -223,17 +225,8 @@ class CrossSellCfg(_Cfg):
 
 class PersonalDataPattern(_Cfg):
     name: str
-    pattern: str
+    pattern: Regex
     check: Literal["none", "luhn", "cn_id"] = "none"
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, p: str) -> str:
-        try:
-            compile_pattern(p)
-        except re.error as exc:
-            raise ValueError(f"bad regex {p!r}: {exc}") from exc
-        return p
 
 
 DueKind = Literal["end_of_day", "hours", "days", "workdays", "end_of_week", "minutes"]
@@ -242,33 +235,14 @@ DueKind = Literal["end_of_day", "hours", "days", "workdays", "end_of_week", "min
 class Deadline(_Cfg):
     """A deadline phrase. ``days`` is added for end_of_day; a regex group 1 gives N for hours/days."""
 
-    pattern: str
+    pattern: Regex
     due: DueKind
     days: int = 0
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, p: str) -> str:
-        try:
-            compile_pattern(p)
-        except re.error as exc:
-            raise ValueError(f"bad regex {p!r}: {exc}") from exc
-        return p
-
 
 class PromiseKind(_Cfg):
-    verbs: list[str] = Field(description="regexes")
+    verbs: list[Regex] = Field(description="regexes")
     kept_by: list[str] = Field(default_factory=list, description="order event types, or 'resolve'")
-
-    @field_validator("verbs")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for p in patterns:
-            try:
-                compile_pattern(p)
-            except re.error as exc:
-                raise ValueError(f"bad regex {p!r}: {exc}") from exc
-        return patterns
 
 
 class PromisesCfg(_Cfg):
