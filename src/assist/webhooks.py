@@ -313,10 +313,8 @@ class OutboxWorker:
             return
         self._stopping = True
         self._wake.set()
-        try:
+        with contextlib.suppress(TimeoutError):  # on timeout wait_for has cancelled it
             await asyncio.wait_for(task, timeout=timeout_s)
-        except TimeoutError:
-            pass  # wait_for has cancelled it
 
     async def __aenter__(self) -> OutboxWorker:
         await self.start()
