@@ -4,7 +4,8 @@ Layout of an index directory::
 
     manifest.json    what the index was built from (see Manifest) — written last
     state.json       unit bookkeeping (each entry's unit ids and kinds)
-    entries.jsonl    the indexed KB entries, one JSON line each (read line by line: no 100 MB parse)
+    entries.jsonl    the indexed KB entries, one JSON line each (read line by line: no 100 MB parse;
+                     a loaded retriever reads its hits' entries from here, see EntryFile)
     bm25.npz/.json   the BM25 term counts and vocabulary
     dense.faiss      the FAISS index; dense.npz/.json: id map, tombstones, parameters
 
@@ -39,7 +40,7 @@ from assist.understanding.bm25 import BM25Index
 from assist.understanding.dense import DenseIndex, Storage
 from assist.understanding.encoder import Encoder
 from assist.understanding.normalise import normalise as default_normalise
-from assist.understanding.retrieve import FusionParams, HybridRetriever, Tokenise, kb_content_hash
+from assist.understanding.retrieve import EntryFile, FusionParams, HybridRetriever, Tokenise, kb_content_hash
 
 _log = logging.getLogger(__name__)
 
@@ -175,9 +176,10 @@ def load_index(
         state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
         bm25 = BM25Index.load(directory)
         dense = DenseIndex.load(directory)
-        with (directory / "entries.jsonl").open("rb") as fh:
+        source = EntryFile(directory / "entries.jsonl")
+        with source.path.open("rb") as fh:
             retriever = HybridRetriever.restore(state, fh, bm25, dense, encoder, tokenise, normalise=normalise,
-                                                fusion=fusion)
+                                                fusion=fusion, source=source)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:  # pydantic's ValidationError is a ValueError
         raise IndexError_(f"index at {directory} is damaged ({exc}); rebuild it with `assist kb build`") from exc
     if retriever.content_hash != manifest.kb_hash:
