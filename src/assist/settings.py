@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     embed_passage_prefix: str = ""
     embed_cache_size: int = 4096
     embed_batch_max: int = 16
-    embed_batch_wait_ms: float = 2.0
+    # 0: an idle encoder starts at once. Turns that arrive while it is busy form the next batch
+    # anyway; waiting for company only helps when many turns land within the same millisecond.
+    embed_batch_wait_ms: float = 0.0
 
     # Retrieval.
     retrieve_top_k: int = 5

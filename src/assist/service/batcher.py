@@ -71,7 +71,7 @@ class EmbedBatcher:
         embed: EmbedFn,
         *,
         max_batch: int = 16,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float = 0.0,
         workers: int = 1,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
