@@ -72,6 +72,9 @@ class KbHit(_Frozen):
     bm25: float = 0.0
     dense: float = 0.0
     matched: str = Field("", description="which text matched: question, similar or passage")
+    intent: Intent | None = Field(
+        None, description="the entry's own intent label (e.g. usage_howto for guidance, product_defect for a "
+        "fault), if the KB gives one; the policy tells guidance from defect handling by it")
 
 
 class Retrieval(_Frozen):

@@ -113,7 +113,8 @@ _KB_BY_ID = {e.id: e for e in KB}
 
 def hit(kb_id: str, score: float) -> KbHit:
     e = _KB_BY_ID[kb_id]
-    return KbHit(kb_id=e.id, question=e.question, answer=e.answer, category=e.category, skus=e.skus, score=score)
+    return KbHit(kb_id=e.id, question=e.question, answer=e.answer, category=e.category, skus=e.skus, score=score,
+                 intent=e.intent)
 
 
 def analysis(

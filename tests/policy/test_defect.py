@@ -182,3 +182,16 @@ def test_a_misread_follow_up_question_is_not_a_defect_report() -> None:
     chat.agent("亲，音量调到最大试试")
     actions = chat.customer(analysis("那降噪怎么开", Intent.product_defect, 0.55, sentiment="negative"))
     assert "quality_report" not in types(actions)
+
+
+def test_guidance_is_told_by_the_hits_own_intent_so_entries_added_later_count() -> None:
+    # An entry created through the KB API after the policy was built is known only through the hit.
+    base = _volume_low()
+    added = base.kb.hits[0].model_copy(update={"kb_id": "ep-volume-added-later"})  # type: ignore[attr-defined]
+    turn = base.model_copy(update={"kb": base.kb.model_copy(update={"hits": [added]})})  # type: ignore[attr-defined]
+    actions = Chat().customer(turn)
+    assert types(actions) == ["answer", "clarify"] and actions[0].kb_id == "ep-volume-added-later"
+    # The same hit without an intent label is no guidance entry: no "did you try it" question.
+    unlabelled = turn.model_copy(update={"kb": turn.kb.model_copy(  # type: ignore[attr-defined]
+        update={"hits": [added.model_copy(update={"intent": None})]})})
+    assert not of_type(Chat().customer(unlabelled), "clarify")

@@ -102,6 +102,8 @@ def test_hits_are_calibrated_sorted_and_described(retriever: HybridRetriever) ->
     assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
     assert all(h.matched in UNIT_KINDS for h in res.hits)
     assert -1.0 <= top.dense <= 1.0 and top.bm25 > 0
+    by_id = {e.id: e for e in kb_entries()}
+    assert all(h.intent == by_id[h.kb_id].intent for h in res.hits)  # the policy reads it from the hit
 
 
 def test_search_uses_the_callers_tokens_and_vector(retriever: HybridRetriever) -> None:

@@ -48,7 +48,6 @@ class Policy:
     def __init__(self, shop: Shop, config: PolicyConfig) -> None:
         self.shop = shop
         self.config = config
-        self._kb = {e.id: e for e in shop.published_kb}
         self._triggers = tuple(relation_triggers(shop))
 
     @classmethod
@@ -79,7 +78,7 @@ class Policy:
 
     # --- decisions ----------------------------------------------------------------------
     def facts(self, state: ConversationState, analysis: Analysis, now: datetime) -> Facts:
-        return Facts(cfg=self.config, shop=self.shop, kb=self._kb, state=state, analysis=analysis,
+        return Facts(cfg=self.config, shop=self.shop, state=state, analysis=analysis,
                      signals=self.customer_signals(analysis, state), now=self._aware(now), triggers=self._triggers)
 
     def proposals(self, f: Facts) -> list[Proposal]:
@@ -168,7 +167,7 @@ class Policy:
 
         A resolve carries no text, so it is judged as a content-free turn with the last sentiment.
         """
-        f = Facts(cfg=self.config, shop=self.shop, kb=self._kb, state=state, analysis=_silent_turn(state),
+        f = Facts(cfg=self.config, shop=self.shop, state=state, analysis=_silent_turn(state),
                   signals=TurnSignals(), now=self._aware(now), triggers=self._triggers)
         return rank(cross_sell.propose(f, []), f"{state.last_turn_id or 'conversation'}:resolve", self.config.rank)
 

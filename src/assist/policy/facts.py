@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 
 from assist.policy.config import PolicyConfig
-from assist.shop import CatalogItem, KbEntry, Shop
+from assist.shop import CatalogItem, Shop
 from assist.state import ConversationState, Order, Problem, TurnSignals, aware
 from assist.types import Analysis, Intent, KbHit
 
@@ -74,7 +74,6 @@ class Facts:
 
     cfg: PolicyConfig
     shop: Shop
-    kb: dict[str, KbEntry]
     state: ConversationState
     analysis: Analysis
     signals: TurnSignals
@@ -114,9 +113,11 @@ class Facts:
             return hit.score >= self.cfg.answer.min_score
         return self.analysis.kb.answered
 
-    def kb_intent(self, kb_id: str | None) -> Intent | None:
-        entry = self.kb.get(kb_id or "")
-        return entry.intent if entry else None
+    @staticmethod
+    def kb_intent(hit: KbHit | None) -> Intent | None:
+        """The intent label of the entry behind ``hit``. It travels with the hit, so an entry
+        added or relabelled through the KB API counts at once, without rebuilding the policy."""
+        return hit.intent if hit is not None else None
 
     def intent_prob(self, intent: Intent) -> float:
         if self.intent is intent:

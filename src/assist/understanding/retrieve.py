@@ -844,7 +844,7 @@ class HybridRetriever:
                     kb_id=e.id, question=e.question, answer=e.answer, category=e.category, skus=list(e.skus),
                     score=round(float(scores[i]), 4), bm25=round(float(cands.bm25[i]), 4),
                     dense=round(float(cands.dense[i]), 4),
-                    matched=UNIT_KINDS[int(self._unit_kind[cands.best_units[i]])],
+                    matched=UNIT_KINDS[int(self._unit_kind[cands.best_units[i]])], intent=e.intent,
                 ))
         answered = bool(hits) and hits[0].score >= self.fusion.threshold
         if timings is not None:

@@ -37,7 +37,7 @@ from enum import StrEnum
 
 from assist.policy.actions import ActionType, Proposal
 from assist.policy.facts import Facts
-from assist.types import Intent
+from assist.types import Intent, KbHit
 
 
 class DefectKind(StrEnum):
@@ -69,12 +69,12 @@ class DefectJudgment:
         return self.kind in CONFIRMED
 
 
-def _is_guidance(f: Facts, kb_id: str | None) -> bool:
-    return f.kb_intent(kb_id) in f.cfg.defect.guidance_intents
+def _is_guidance(f: Facts, hit: KbHit | None) -> bool:
+    return f.kb_intent(hit) in f.cfg.defect.guidance_intents
 
 
-def _is_defect_entry(f: Facts, kb_id: str | None) -> bool:
-    return f.kb_intent(kb_id) in f.cfg.defect.defect_intents
+def _is_defect_entry(f: Facts, hit: KbHit | None) -> bool:
+    return f.kb_intent(hit) in f.cfg.defect.defect_intents
 
 
 def judge_defect(f: Facts) -> DefectJudgment:
@@ -82,7 +82,6 @@ def judge_defect(f: Facts) -> DefectJudgment:
     cfg = f.cfg.defect
     p = f.problem
     hit = f.top_hit if f.answered else None
-    hit_id = hit.kb_id if hit else None
     ev = [f.ev_intent] + ([f.ev_kb(hit)] if hit else [])
     if f.signals.safety:
         return DefectJudgment(DefectKind.safety, f"顾客提到安全隐患「{'、'.join(f.signals.safety)}」",
@@ -112,16 +111,16 @@ def judge_defect(f: Facts) -> DefectJudgment:
         words = "、".join(f.signals.damage)
         return DefectJudgment(DefectKind.direct, f"顾客描述的是明显的质量问题（{words}），无需先做使用指导",
                               (*ev, *(f"damage={w}" for w in f.signals.damage)))
-    if defect_intent and hit is not None and _is_defect_entry(f, hit_id):
+    if defect_intent and hit is not None and _is_defect_entry(f, hit):
         return DefectJudgment(DefectKind.guidance, "故障描述：先按知识库排查，仍有问题再按故障处理", tuple(ev))
     # The classifier hesitates between usage and defect, and the KB answer is guidance: guide, and ask.
     defect_p = f.intent_prob(Intent.product_defect)
     usage_p = f.intent_prob(Intent.usage_howto)
     close_call = defect_p > 0 and usage_p > 0 and abs(defect_p - usage_p) <= cfg.ambiguity_margin
-    if hit is not None and _is_guidance(f, hit_id) and close_call:
+    if hit is not None and _is_guidance(f, hit) and close_call:
         return DefectJudgment(DefectKind.ambiguous, "像是故障，但知识库答案是使用指导：先指导并确认是否已操作过",
                               (*ev, f"p(defect)={defect_p:.2f} p(usage)={usage_p:.2f}"))
-    if hit is not None and _is_guidance(f, hit_id):
+    if hit is not None and _is_guidance(f, hit):
         return DefectJudgment(DefectKind.guidance, "使用问题，知识库有操作指导", tuple(ev))
     return DefectJudgment(DefectKind.none, "", tuple(ev))
 
