@@ -23,7 +23,7 @@ from assist.policy.facts import Facts, extract_signals, relation_triggers
 from assist.policy.quality import check_text, check_timing, fold, overdue_promises
 from assist.policy.rank import rank
 from assist.policy.rules import answer, care, cross_sell, defect, escalation, recovery
-from assist.policy.rules.care import event_care, first_use_care
+from assist.policy.rules.care import event_care, first_use_care, kb_first_use_tips
 from assist.policy.rules.recovery import late_case, recovery_for_order
 from assist.shop import Shop
 from assist.state import ConversationState, OrderEvent, TurnSignals, aware
@@ -49,6 +49,7 @@ class Policy:
         self.shop = shop
         self.config = config
         self._triggers = tuple(relation_triggers(shop))
+        self._kb_tips = kb_first_use_tips(config, shop)
 
     @classmethod
     def from_shop(cls, shop: Shop, defaults_dir: Path | None = None) -> Policy:
@@ -155,7 +156,8 @@ class Policy:
         if care_prop is not None:
             props.append(care_prop)
         if event.type == "delivered" and order is not None:
-            tip = first_use_care(cfg, self.shop, state, order, now, rule="care.first_use.event")
+            tip = first_use_care(cfg, self.shop, state, order, now, rule="care.first_use.event",
+                                 kb_tips=self._kb_tips)
             if tip is not None:
                 props.append(tip)
         props += overdue_promises(cfg, state, now)
