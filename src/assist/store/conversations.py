@@ -65,6 +65,14 @@ def _turn(row: TurnRow) -> TurnRecord:
     )
 
 
+def _processed(analysis: Mapping[str, Any] | BaseModel | None, actions: Sequence[Any], analysis_seq: int | None,
+               now: datetime | None = None) -> dict[str, Any]:
+    """The column values of a turn moving to ``processed``."""
+    return {"status": TurnStatus.processed.value, "analysis": to_json(analysis) if analysis is not None else None,
+            "actions": to_json_list(actions), "analysis_seq": analysis_seq,
+            "processed_at": as_utc(now) if now else utcnow()}
+
+
 def _feedback(row: FeedbackRow) -> FeedbackRecord:
     return FeedbackRecord(
         id=row.id, conversation_id=row.conversation_id, suggestion_id=row.suggestion_id,
@@ -274,21 +282,23 @@ class ConversationRepo:
         processed it: letting the error roll back the caller's unit discards this duplicate
         result with its frames and state), ``NotFoundError`` when there is no such turn.
         """
-        rowcount = await self._mark_processed(conversation_id, turn_id, analysis=analysis, actions=actions,
-                                              analysis_seq=analysis_seq, now=now)
-        return await self._after_transition(conversation_id, turn_id, rowcount)
+        return await self._after_transition(
+            conversation_id, turn_id,
+            await self._leave_received(conversation_id, turn_id, _processed(analysis, actions, analysis_seq, now)),
+        )
 
-    async def _mark_processed(
-        self,
-        conversation_id: str,
-        turn_id: str,
-        *,
-        analysis: Mapping[str, Any] | BaseModel | None,
-        actions: Sequence[Any] = (),
-        analysis_seq: int | None = None,
-        now: datetime | None = None,
-    ) -> int:
-        """The UPDATE of ``mark_turn_processed``, without reading the row back; returns the rowcount."""
+    async def mark_turn_failed(
+        self, conversation_id: str, turn_id: str, error: str, *, now: datetime | None = None
+    ) -> TurnRecord:
+        """Park a turn whose processing raised, so start-up recovery does not loop on it."""
+        values = {"status": TurnStatus.failed.value, "error": error[:4000],
+                  "processed_at": as_utc(now) if now else utcnow()}
+        return await self._after_transition(conversation_id, turn_id,
+                                            await self._leave_received(conversation_id, turn_id, values))
+
+    async def _leave_received(self, conversation_id: str, turn_id: str, values: dict[str, Any]) -> int:
+        """Move a ``received`` turn on with ``values`` (no read back); returns the rowcount, 0 when
+        the turn is missing or not ``received`` any more."""
         result = await self._s.execute(
             update(_TURN)
             .where(
@@ -296,31 +306,10 @@ class ConversationRepo:
                 _TURN.c.turn_id == turn_id,
                 _TURN.c.status == TurnStatus.received.value,
             )
-            .values(
-                status=TurnStatus.processed.value,
-                analysis=to_json(analysis) if analysis is not None else None,
-                actions=to_json_list(actions),
-                analysis_seq=analysis_seq,
-                processed_at=as_utc(now) if now else utcnow(),
-            )
+            .values(**values)
         )
         rowcount: int = result.rowcount  # type: ignore[attr-defined]
         return rowcount
-
-    async def mark_turn_failed(
-        self, conversation_id: str, turn_id: str, error: str, *, now: datetime | None = None
-    ) -> TurnRecord:
-        """Park a turn whose processing raised, so start-up recovery does not loop on it."""
-        result = await self._s.execute(
-            update(TurnRow)
-            .where(
-                TurnRow.conversation_id == conversation_id,
-                TurnRow.turn_id == turn_id,
-                TurnRow.status == TurnStatus.received.value,
-            )
-            .values(status=TurnStatus.failed.value, error=error[:4000], processed_at=as_utc(now) if now else utcnow())
-        )
-        return await self._after_transition(conversation_id, turn_id, result.rowcount)  # type: ignore[attr-defined]
 
     async def _after_transition(self, conversation_id: str, turn_id: str, rowcount: int) -> TurnRecord:
         record = await self.get_turn(conversation_id, turn_id)
@@ -351,8 +340,7 @@ class ConversationRepo:
         """
         stored = await self.append_frames(conversation_id, frames, state=state)
         seq = stored[result_frame]["seq"] if stored and result_frame is not None else None
-        if await self._mark_processed(conversation_id, turn_id, analysis=analysis, actions=actions,
-                                      analysis_seq=seq) != 1:
+        if await self._leave_received(conversation_id, turn_id, _processed(analysis, actions, seq)) != 1:
             await self._after_transition(conversation_id, turn_id, 0)  # raises: says why it missed
         return stored
 
