@@ -103,27 +103,9 @@ class BM25Result:
     def coverage(self, ids: np.ndarray) -> np.ndarray:
         """Idf-weighted share (0..1) of the query's terms present in each of the documents ``ids``
         (0 for unknown ids). Costs O(len(ids) · terms · log postings), so ask only for candidates."""
-        ids = np.asarray(ids, dtype=np.int64)
-        out = np.zeros(ids.size, dtype=np.float64)
-        index = self._index
-        if index is None or ids.size == 0 or not self._term_ids:
-            return out.astype(np.float32)
-        inside = (ids >= 0) & (ids < index._row_of.size)
-        rows = np.full(ids.size, -1, dtype=np.int64)
-        rows[inside] = index._row_of[ids[inside]]
-        w = index._weights
-        n_cols = w.shape[1]
-        main = (rows >= 0) & (rows < index._n_main)
-        for tid, idf in zip(self._term_ids, self._idfs, strict=True):
-            if tid < n_cols and main.any():
-                col = w.indices[w.indptr[tid] : w.indptr[tid + 1]]  # sorted rows
-                r = rows[main]
-                pos = np.minimum(np.searchsorted(col, r), max(col.size - 1, 0))
-                if col.size:
-                    out[main] += np.where(col[pos] == r, idf, 0.0)
-            for row, _ in index._delta_postings.get(tid, ()):
-                out[rows == row] += idf
-        return np.minimum(out / sum(self._idfs), 1.0).astype(np.float32)
+        if self._index is None or not self._term_ids:
+            return np.zeros(np.asarray(ids).size, dtype=np.float32)
+        return self._index.coverage(ids, self._term_ids, self._idfs)
 
 
 _EMPTY = BM25Result(np.zeros(0, np.int64), np.zeros(0, np.float32), 0.0, ())
@@ -460,6 +442,29 @@ class BM25Index:
             _term_ids=tuple(tid for _, tid, _ in terms),
             _idfs=tuple(idf for _, _, idf in terms),
         )
+
+    def coverage(self, ids: np.ndarray, term_ids: Sequence[int], idfs: Sequence[float]) -> np.ndarray:
+        """Idf-weighted share (0..1) of the terms ``term_ids`` (with ``idfs``) present in each of the
+        documents ``ids`` (0 for unknown ids); see :meth:`BM25Result.coverage`."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.zeros(ids.size, dtype=np.float64)
+        if ids.size == 0 or not term_ids:
+            return out.astype(np.float32)
+        inside = (ids >= 0) & (ids < self._row_of.size)
+        rows = np.full(ids.size, -1, dtype=np.int64)
+        rows[inside] = self._row_of[ids[inside]]
+        w = self._weights
+        main = (rows >= 0) & (rows < self._n_main)
+        main_rows = rows[main]
+        for tid, idf in zip(term_ids, idfs, strict=True):
+            if tid < w.shape[1] and main_rows.size:
+                col = w.indices[w.indptr[tid] : w.indptr[tid + 1]]  # sorted rows
+                if col.size:
+                    pos = np.minimum(np.searchsorted(col, main_rows), col.size - 1)
+                    out[main] += np.where(col[pos] == main_rows, idf, 0.0)
+            for row, _ in self._delta_postings.get(tid, ()):
+                out[rows == row] += idf
+        return np.minimum(out / sum(idfs), 1.0).astype(np.float32)
 
     def search(self, tokens: Sequence[str], k: int = 10) -> list[tuple[int, float]]:
         """The ``k`` best ``(id, score)`` pairs for ``tokens``, best first."""
