@@ -306,16 +306,13 @@ class EntryFile:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_RDONLY)
-        self._close = weakref.finalize(self, os.close, self._fd)
+        weakref.finalize(self, os.close, self._fd)
 
     def read(self, offset: int, length: int) -> bytes:
         data = os.pread(self._fd, length, offset)
         if len(data) != length:
             raise OSError(f"{self.path} is shorter than the index expects (changed after it was loaded?)")
         return data
-
-    def close(self) -> None:
-        self._close()
 
 
 @dataclass(slots=True)
@@ -545,8 +542,8 @@ class HybridRetriever:
     def _register_slot(
         self, entry: KbEntry, ids: np.ndarray, raw: bytes | None = None, span: tuple[EntryFile, int] | None = None
     ) -> None:
-        """Index ``entry`` under the unit ids ``ids``. ``span``: the file and offset where ``raw``
-        (required then) is stored; the slot reads it from there instead of keeping a copy."""
+        """Index ``entry`` (``raw``: its JSON, if at hand) under the unit ids ``ids``. ``span``: the file
+        and offset where ``raw`` is stored; the slot reads it from there instead of keeping a copy."""
         index = len(self._slots)
         start, count = int(ids[0]), int(ids.size)
         if not np.array_equal(ids, np.arange(start, start + count)):
@@ -555,14 +552,14 @@ class HybridRetriever:
         topic = " ".join([entry.question, *entry.similar, *entry.skus])
         topic_codes = extract_codes(topic)
         codes = topic_codes | extract_codes(entry.answer)
-        if span is not None and raw is not None:
-            body = {"packed": b"", "source": span[0], "offset": span[1], "length": len(raw)}
-        else:
-            body = {"packed": zlib.compress(raw if raw is not None else entry.model_dump_json().encode(), 1)}
+        if raw is None:
+            raw = entry.model_dump_json().encode()
+        source, offset = span if span is not None else (None, 0)
         slot = _Slot(
             kb_id=entry.id, category=sys.intern(entry.category), index=index, start=start, count=count,
-            codes=_compact(codes), topic_codes=_compact(topic_codes),
-            skus=_compact(s.lower() for s in entry.skus), **body,
+            codes=_compact(codes), topic_codes=_compact(topic_codes), skus=_compact(s.lower() for s in entry.skus),
+            packed=b"" if source is not None else zlib.compress(raw, 1), source=source, offset=offset,
+            length=len(raw),
         )
         if index >= self._slot_start.size:
             cap = max(index + 1, 2 * self._slot_start.size, 256)
