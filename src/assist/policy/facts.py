@@ -113,12 +113,6 @@ class Facts:
             return hit.score >= self.cfg.answer.min_score
         return self.analysis.kb.answered
 
-    @staticmethod
-    def kb_intent(hit: KbHit | None) -> Intent | None:
-        """The intent label of the entry behind ``hit``. It travels with the hit, so an entry
-        added or relabelled through the KB API counts at once, without rebuilding the policy."""
-        return hit.intent if hit is not None else None
-
     def intent_prob(self, intent: Intent) -> float:
         if self.intent is intent:
             return self.confidence

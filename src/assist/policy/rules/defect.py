@@ -69,12 +69,14 @@ class DefectJudgment:
         return self.kind in CONFIRMED
 
 
-def _is_guidance(f: Facts, hit: KbHit | None) -> bool:
-    return f.kb_intent(hit) in f.cfg.defect.guidance_intents
+# An entry's intent label travels with its hit, so an entry added or relabelled through the KB
+# API counts at once, without rebuilding the policy.
+def _is_guidance(f: Facts, hit: KbHit) -> bool:
+    return hit.intent in f.cfg.defect.guidance_intents
 
 
-def _is_defect_entry(f: Facts, hit: KbHit | None) -> bool:
-    return f.kb_intent(hit) in f.cfg.defect.defect_intents
+def _is_defect_entry(f: Facts, hit: KbHit) -> bool:
+    return hit.intent in f.cfg.defect.defect_intents
 
 
 def judge_defect(f: Facts) -> DefectJudgment:
