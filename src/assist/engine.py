@@ -38,7 +38,8 @@ from assist.state import (
     on_profile,
     on_resolve,
 )
-from assist.types import Analysis
+from assist.types import Analysis, Emotion, Intent, IntentResult, ScoredLabel, SentimentLabel
+from assist.understanding.dialogue import DialogueModel, DialogueOutput, context_of
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,22 @@ class StepResult:
 
     state: ConversationState
     actions: list[Action] = field(default_factory=list)
+    # Customer turns: the analysis as the engine read it in context (intent and sentiment revised
+    # by the dialogue model, when there is one); show this one, not the pipeline's.
+    analysis: Analysis | None = None
 
 
 class Engine:
     """Pure orchestration of conversation steps around one shop's :class:`Policy`."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, dialogue: DialogueModel | None = None) -> None:
         self.policy = policy
+        self.dialogue = dialogue
 
     @classmethod
-    def from_shop(cls, shop: Shop, defaults_dir: Path | None = None) -> Engine:
-        return cls(Policy.from_shop(shop, defaults_dir))
+    def from_shop(cls, shop: Shop, defaults_dir: Path | None = None,
+                  dialogue: DialogueModel | None = None) -> Engine:
+        return cls(Policy.from_shop(shop, defaults_dir), dialogue)
 
     # --- time ------------------------------------------------------------------------------
     def _aware(self, dt: datetime) -> datetime:
@@ -84,10 +90,16 @@ class Engine:
                       analysis: Analysis, now: datetime | None = None) -> StepResult:
         """Fold an analysed customer turn in and return the ranked next-best actions for it."""
         ts, now = self._times(ts, now)
-        signals = self.policy.customer_signals(analysis, state)
+        learned = None
+        if self.dialogue is not None:
+            learned = self.dialogue.predict(analysis, context_of(state), analysis.embedding)
+            analysis = in_context(analysis, learned)
+        # Signals are computed once, from the state before the turn, and used by both the state
+        # transition and the decision.
+        signals = self.policy.customer_signals(analysis, state, learned)
         s = on_customer_turn(state, turn_id=turn_id, text=text, ts=ts, analysis=analysis, signals=signals)
-        actions = self.policy.decide(s, analysis, now)
-        return StepResult(on_actions(s, actions, now), actions)
+        actions = self.policy.decide(s, analysis, now, signals)
+        return StepResult(on_actions(s, actions, now), actions, analysis)
 
     def agent_turn(self, state: ConversationState, *, turn_id: str, text: str, ts: datetime | None,
                    now: datetime | None = None) -> StepResult:
@@ -130,4 +142,29 @@ class Engine:
         return StepResult(on_actions(state, actions, now), actions)
 
 
-__all__ = ["Engine", "StepResult"]
+_UPSET = (Emotion.anger, Emotion.anxiety, Emotion.disappointment)
+
+
+def in_context(analysis: Analysis, out: DialogueOutput) -> Analysis:
+    """The analysis with intent and sentiment as the dialogue model reads them in context.
+
+    The utterance models' cue words are kept for the explanation; the sentiment score becomes
+    p(positive) - p(negative) of the contextual head so that the trend and the cross-sell gate see
+    the same reading as the label.
+    """
+    ranked = sorted(out.intent.items(), key=lambda kv: -kv[1])
+    label, conf = ranked[0]
+    intent = IntentResult(label=Intent(label), confidence=round(conf, 4),
+                          top=[ScoredLabel(label=k, score=round(v, 4)) for k, v in ranked[:3]],
+                          cues=analysis.intent.cues)
+    s_label, _ = out.sentiment_label()
+    score = out.sentiment["positive"] - out.sentiment["negative"]
+    update: dict[str, object] = {"label": SentimentLabel(s_label), "score": round(score, 4)}
+    if s_label != "negative" and analysis.sentiment.emotion in _UPSET:
+        # the utterance model's upset emotion does not survive a non-negative reading in context
+        update.update(emotion=Emotion.none, intensity=min(analysis.sentiment.intensity, 0.3))
+    sentiment = analysis.sentiment.model_copy(update=update)
+    return analysis.model_copy(update={"intent": intent, "sentiment": sentiment})
+
+
+__all__ = ["Engine", "StepResult", "in_context"]

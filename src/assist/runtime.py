@@ -17,6 +17,7 @@ from typing import Any
 
 from assist.settings import PACKAGE_DATA, Settings
 from assist.shop.load import Shop, load_shop
+from assist.understanding.dialogue import DialogueModel, load_dialogue_model
 from assist.understanding.encoder import CachedEncoder, E5Encoder, Encoder, load_encoder
 from assist.understanding.index_store import load_or_build, save_index
 from assist.understanding.intent import IntentClassifier
@@ -41,6 +42,7 @@ class Runtime:
     pipeline: Pipeline
     index_dir: Path
     index_built: bool
+    dialogue: DialogueModel | None = None
 
 
 def build_tokeniser(settings: Settings, shop: Shop) -> Tokeniser:
@@ -93,7 +95,8 @@ def load_runtime(settings: Settings, *, progress: bool = False, shop: Shop | Non
     sentiment.check_encoder(embedder.name)
     pipeline = Pipeline(tokeniser=tokeniser, embedder=embedder, retriever=retriever, intent=intent,
                         sentiment=sentiment, catalog=shop.catalog, top_k=settings.retrieve_top_k)
-    return Runtime(settings, shop, tokeniser, embedder, encoder, retriever, pipeline, index_dir, built)
+    dialogue = load_dialogue_model(settings.models_dir / "dialogue")
+    return Runtime(settings, shop, tokeniser, embedder, encoder, retriever, pipeline, index_dir, built, dialogue)
 
 
 class _ProgressEncoder:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # the policy imports this module; only type names flow back
 SENTIMENT_WINDOW = 10
 CUSTOMER_TEXTS_KEPT = 30
 PRODUCTS_KEPT = 12
+AGENT_TEXT_KEPT = 300
 
 
 class Stage(StrEnum):
@@ -126,6 +127,13 @@ class TurnSignals(_Frozen):
     shipping: bool = Field(False, description="the customer talks about shipping / delivery")
     batch: str | None = Field(None, description="a batch number the customer gave (批号B2409)")
     needs: list[str] = Field(default_factory=list)
+    urgency: bool = Field(False, description="time pressure or a stated consequence")
+    worry: bool = Field(False, description="worry or fear about safety, health, money or the outcome")
+    purchase: bool = Field(False, description="decides to buy, picks a variant, asks how to order")
+    info: bool = Field(False, description="gives information the agent asked for (order no., photo, batch)")
+    human: bool = Field(False, description="asks for a human, a supervisor or a manager")
+    learned: dict[str, float] = Field(default_factory=dict,
+                                      description="the dialogue model's signal probabilities, when it ran")
     slow_reply: bool = Field(False, description="agent turns: slower than the configured reply time")
     holding: bool = Field(False, description="agent turns: a holding reply (稍等, 我查一下), not an answer")
 
@@ -231,6 +239,8 @@ class ConversationState(_Frozen):
     first_customer_ts: datetime | None = None
     last_customer_ts: datetime | None = None
     last_agent_ts: datetime | None = None
+    last_agent_text: str = Field("", description="the agent's last message (context for the next customer turn)")
+    customer_turns_since_agent: int = 0
     awaiting_since: datetime | None = Field(None, description="first customer turn not yet answered")
     first_response_s: float | None = None
     slow_responses: int = 0
@@ -396,6 +406,7 @@ def on_customer_turn(
         "last_sentiment": analysis.sentiment.label,
         "last_intent": analysis.intent.label,
         "customer_turns": state.customer_turns + 1,
+        "customer_turns_since_agent": state.customer_turns_since_agent + 1,
         "last_turn_id": turn_id,
         "first_customer_ts": state.first_customer_ts or ts,
         "last_customer_ts": ts,
@@ -459,6 +470,8 @@ def on_agent_turn(
         "agent_turns": state.agent_turns + 1,
         "last_turn_id": turn_id,
         "last_agent_ts": ts,
+        "last_agent_text": text[-AGENT_TEXT_KEPT:],
+        "customer_turns_since_agent": 0,
         "awaiting_since": None,
         "first_response_s": first_response,
         "slow_responses": slow,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 
 class Intent(StrEnum):
@@ -36,6 +38,24 @@ class Emotion(StrEnum):
     disappointment = "disappointment"
     satisfaction = "satisfaction"
     none = "none"
+
+
+class Signal(StrEnum):
+    """What a customer turn says in its context (eval/LABELLING.md); learned, multi-label."""
+
+    solved = "solved"
+    guidance_failed = "guidance_failed"
+    affirm = "affirm"
+    deny = "deny"
+    threat_insult = "threat_insult"
+    urgency = "urgency"
+    worry = "worry"
+    purchase_decision = "purchase_decision"
+    info_provided = "info_provided"
+    repeat_contact = "repeat_contact"
+    safety = "safety"
+    damage = "damage"
+    human_request = "human_request"
 
 
 class _Frozen(BaseModel):
@@ -93,3 +113,5 @@ class Analysis(_Frozen):
     kb: Retrieval
     skus_mentioned: list[str] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    # The turn's e5 vector, for the dialogue model in the engine; never serialised (not part of the wire).
+    embedding: SkipJsonSchema[Any] = Field(None, exclude=True, repr=False)

@@ -32,7 +32,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from assist.errors import RecordProblem, ReplayInputError
 from assist.state import CustomerProfile
-from assist.types import Intent, SentimentLabel
+from assist.types import Emotion, Intent, SentimentLabel, Signal
 
 # Gold action types: the next-best actions DESIGN §1 names. ``qa_alert`` is not here on purpose:
 # agent-side alerts are scored through ``qa`` on agent turns, not as a customer-turn action.
@@ -72,6 +72,8 @@ class Gold(_Strict):
 
     intent: Intent | None = None
     sentiment: SentimentLabel | None = None
+    emotion: Emotion | None = None
+    signals: list[Signal] | None = Field(None, description="turn signals in context (eval/LABELLING.md)")
     kb_ids: list[str] | None = None
     actions: list[str] | None = None
     cross_sell_ok: bool | None = None
@@ -95,7 +97,7 @@ class Gold(_Strict):
 
     @property
     def customer_fields(self) -> list[str]:
-        return [k for k in ("intent", "sentiment", "kb_ids", "actions", "cross_sell_ok")
+        return [k for k in ("intent", "sentiment", "emotion", "signals", "kb_ids", "actions", "cross_sell_ok")
                 if getattr(self, k) is not None]
 
 

@@ -34,6 +34,7 @@ from assist.errors import RecordProblem
 from assist.replay.parse import LoggedConversation, LoggedTurn, ParsedConversation, ParsedLogs
 from assist.replay.results import ActionView, ConversationResult, TurnResult
 from assist.state import ConversationState
+from assist.turn import customer_step
 
 if TYPE_CHECKING:
     from assist.engine import Engine
@@ -66,12 +67,12 @@ ProgressFn = Callable[[Progress], None]
 _Embedded = dict[tuple[str, str], tuple["Prepared", np.ndarray, np.ndarray | None, float]]
 
 
-def engine_for_shop(shop: Shop, rules_dir: Path) -> Engine:
+def engine_for_shop(shop: Shop, rules_dir: Path, dialogue: Any = None) -> Engine:
     """The policy engine for ``shop``, built as the service builds it: the defaults in ``rules_dir``
     (``Settings.rules_dir``) with the shop's own ``policy.yaml`` merged over them."""
     from assist.engine import Engine
 
-    return Engine.from_shop(shop, rules_dir)
+    return Engine.from_shop(shop, rules_dir, dialogue)
 
 
 def _view(action: Any) -> ActionView:
@@ -79,15 +80,6 @@ def _view(action: Any) -> ActionView:
     return ActionView(type=str(action.type), id=str(getattr(action, "id", "")), score=float(getattr(action, "score", 0.0)),
                       sku=getattr(action, "sku", None), kb_id=getattr(action, "kb_id", None),
                       code=details.get("code"), reason=str(getattr(action, "reason", "")))
-
-
-def context_skus(state: ConversationState) -> list[str]:
-    """SKUs that narrow retrieval for the next customer turn: the products already in context.
-
-    The service passes the same (see ``service`` conversation processing), so a replayed turn is
-    retrieved exactly as it would be live.
-    """
-    return list(state.products_in_context)
 
 
 class Replayer:
@@ -139,16 +131,15 @@ class Replayer:
                        emb: tuple[Prepared, np.ndarray, np.ndarray | None, float]) -> tuple[ConversationState, TurnResult]:
         prepared, vec, rvec, embed_ms = emb
         t0 = time.perf_counter()
-        analysis = self.pipeline.complete(prepared, vec, skus=context_skus(state), retrieval_vec=rvec,
-                                          embed_ms=embed_ms)
-        t1 = time.perf_counter()
-        step = self.engine.customer_turn(state, turn_id=turn.turn_id, text=turn.text, ts=now, analysis=analysis, now=now)
+        r = customer_step(self.pipeline, self.engine, state, prepared=prepared, vec=vec, retrieval_vec=rvec,
+                          embed_ms=embed_ms, turn_id=turn.turn_id, text=turn.text, ts=now, now=now)
         t2 = time.perf_counter()
+        analysis, step = r.analysis, r.step
         timings = dict(analysis.timings_ms)
-        timings["policy"] = round((t2 - t1) * 1e3, 3)
+        timings["policy"] = round(r.policy_ms, 3)
         # total = the turn's own work: prepare (normalise+tokenise), its embed share, classify+retrieve, policy.
         timings["total"] = round(prepared.timings_ms.get("normalise", 0.0) + prepared.timings_ms.get("tokenise", 0.0)
-                                 + embed_ms + (t1 - t0) * 1e3 + (t2 - t1) * 1e3, 3)
+                                 + embed_ms + (t2 - t0) * 1e3, 3)
         return step.state, TurnResult(
             conversation_id=conv.conversation_id, turn_id=turn.turn_id, role="customer", text=turn.text,
             ts=turn.ts.isoformat() if turn.ts else None, gold=turn.gold,

@@ -42,6 +42,7 @@ from assist.service.metrics import Metrics
 from assist.state import ConversationState, CustomerProfile, OrderEvent
 from assist.store.records import OutboxTopic, TurnRecord, TurnStatus
 from assist.store.unit import UnitOfWork
+from assist.turn import customer_step
 from assist.types import Analysis
 
 _log = logging.getLogger(__name__)
@@ -449,14 +450,10 @@ class ConversationService:
             now = _now()
 
             def decide() -> tuple[Analysis, Any, float]:
-                analysis = self.pipeline.complete(
-                    prepared, emb.vec, skus=list(state.products_in_context), retrieval_vec=emb.retrieval_vec,
-                    embed_ms=emb.ms,
-                )
-                tp = time.perf_counter()
-                step = self.engine.customer_turn(state, turn_id=record.turn_id, text=text, ts=ts,
-                                                 analysis=analysis, now=now)
-                return analysis, step, (time.perf_counter() - tp) * 1e3
+                r = customer_step(self.pipeline, self.engine, state, prepared=prepared, vec=emb.vec,
+                                  retrieval_vec=emb.retrieval_vec, embed_ms=emb.ms, turn_id=record.turn_id,
+                                  text=text, ts=ts, now=now)
+                return r.analysis, r.step, r.policy_ms
 
             analysis, step, policy_ms = await self._run_cpu(decide)
             timings = dict(analysis.timings_ms)

@@ -136,7 +136,7 @@ class Pipeline:
         return Analysis(
             text=prepared.text, normalised=prepared.normalised, tokens=prepared.tokens, intent=intent,
             sentiment=sentiment, kb=kb, skus_mentioned=mentioned,
-            timings_ms={k: round(v, 3) for k, v in timings.items()},
+            timings_ms={k: round(v, 3) for k, v in timings.items()}, embedding=vec,
         )
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:

@@ -227,7 +227,7 @@ def _runtime_parts(services: Any) -> tuple[Any, Any, Any]:
     if pipeline is None or shop is None:
         raise AssistError("the served runtime has no pipeline or shop")
     if engine is None:
-        engine = engine_for_shop(shop, services.settings.rules_dir)
+        engine = engine_for_shop(shop, services.settings.rules_dir, getattr(runtime, "dialogue", None))
     return pipeline, engine, shop
 
 
