@@ -48,6 +48,8 @@ def test_word_list_checks_fire_with_the_offending_span(text: str, code: str, mat
     "亲，您可以自己看一下说明书第3页",
     "订单号 2048123412341234567 已为您备注",
     "亲，这边帮您查询一下",
+    # a negated or refused promise is the honest answer, not a forbidden promise
+    "这个不能保证哦亲", "到货时间不保证的", "快递这边我们保证不了", "没法给您打包票，只能尽量催",
 ])
 def test_look_alikes_do_not_fire(text: str) -> None:
     assert _alerts(text) == {}

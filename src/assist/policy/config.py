@@ -116,6 +116,10 @@ class Signals(_Cfg):
     """Word lists that turn a customer message into :class:`assist.state.TurnSignals`."""
 
     confirm_overrides_intent_below: float = 0.6
+    # With a trained dialogue model the learned signals decide; these word lists still fire on top
+    # of it as high-precision overrides (each list's measured precision is in models/MODEL_CARD.md).
+    learned_overrides: list[str] = Field(default_factory=lambda: [
+        "threat", "safety", "damage", "goodbye", "shipping", "batch", "repeat_contact"])
     confirm: PatternSet = PatternSet()
     goodbye: PatternSet = PatternSet()
     retry: PatternSet = PatternSet()

@@ -19,7 +19,7 @@ from typing import Any
 
 from assist.policy.actions import Action, Proposal
 from assist.policy.config import PolicyConfig, load_policy_config
-from assist.policy.facts import Facts, extract_signals, relation_triggers
+from assist.policy.facts import Facts, extract_signals, relation_triggers, with_learned
 from assist.policy.quality import check_text, check_timing, fold, overdue_promises
 from assist.policy.rank import rank
 from assist.policy.rules import answer, care, cross_sell, defect, escalation, recovery
@@ -36,6 +36,7 @@ from assist.types import (
     SentimentLabel,
     SentimentResult,
 )
+from assist.understanding.dialogue import DialogueOutput
 
 
 class Policy:
@@ -58,14 +59,27 @@ class Policy:
         return cls(shop, load_policy_config(defaults_dir, shop.policy, shop_file=shop_file))
 
     # --- text -> features ---------------------------------------------------------------
-    def customer_signals(self, analysis: Analysis, state: ConversationState | None = None) -> TurnSignals:
-        """Word-list features of a customer turn (for :func:`assist.state.on_customer_turn`).
+    def customer_signals(self, analysis: Analysis, state: ConversationState | None = None,
+                         learned: DialogueOutput | None = None) -> TurnSignals:
+        """Features of a customer turn (for :func:`assist.state.on_customer_turn`).
 
-        With ``state``, a refund / exchange / repair question about a confirmed defect stays on that
-        problem (``defect.remedy_intents``): the remedy is part of the defect, not a new problem.
+        ``learned`` is the dialogue model's reading of the turn in context; without it the word
+        lists decide alone. With ``state``, a refund / exchange / repair question about a confirmed
+        defect stays on that problem (``defect.remedy_intents``): the remedy is part of the defect,
+        not a new problem; information the agent asked for (an order number, a photo) or a
+        purchase decision stays on the open problem too.
         """
         signals = extract_signals(self.config, analysis, self._triggers)
+        if learned is not None:
+            signals = with_learned(self.config, signals, learned.fired, learned.signals, analysis)
         p = state.problem if state is not None else None
+        if p is not None and not p.resolved and signals.family not in (None, p.family) and \
+                (signals.info or signals.purchase) and not signals.retry:
+            signals = signals.model_copy(update={"family": p.family})
+        if p is not None and not p.resolved and signals.purchase and p.family in self.config.cross_sell.presale_families \
+                and not signals.retry and not signals.threat:
+            # "那就L码吧": the decision closes the presale question it answers
+            signals = signals.model_copy(update={"confirmed": True})
         if p is not None and p.defect and not p.resolved and analysis.intent.label in self.config.defect.remedy_intents:
             signals = signals.model_copy(update={"family": p.family})
         return signals
@@ -78,9 +92,11 @@ class Policy:
                            holding=self.config.signals.holding.hit(folded))
 
     # --- decisions ----------------------------------------------------------------------
-    def facts(self, state: ConversationState, analysis: Analysis, now: datetime) -> Facts:
+    def facts(self, state: ConversationState, analysis: Analysis, now: datetime,
+              signals: TurnSignals | None = None) -> Facts:
         return Facts(cfg=self.config, shop=self.shop, state=state, analysis=analysis,
-                     signals=self.customer_signals(analysis, state), now=self._aware(now), triggers=self._triggers)
+                     signals=signals if signals is not None else self.customer_signals(analysis, state),
+                     now=self._aware(now), triggers=self._triggers)
 
     def proposals(self, f: Facts) -> list[Proposal]:
         """Every rule's proposals for a customer turn, unranked (in rule order)."""
@@ -95,13 +111,14 @@ class Policy:
         props += overdue_promises(self.config, f.state, f.now)
         return props
 
-    def decide(self, state: ConversationState, analysis: Analysis, now: datetime) -> list[Action]:
+    def decide(self, state: ConversationState, analysis: Analysis, now: datetime,
+               signals: TurnSignals | None = None) -> list[Action]:
         """Ranked next-best actions for the customer turn just folded into ``state``.
 
         ``state`` must already include the turn (:func:`assist.state.on_customer_turn`); action ids
         are ``"<turn_id>:<type>:<n>"``. Record what is shown with :func:`assist.state.on_actions`.
         """
-        f = self.facts(state, analysis, now)
+        f = self.facts(state, analysis, now, signals)
         return rank(self.proposals(f), state.last_turn_id or "turn", self.config.rank)
 
     def explain(self, state: ConversationState, analysis: Analysis, now: datetime) -> dict[str, Any]:

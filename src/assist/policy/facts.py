@@ -62,6 +62,47 @@ def extract_signals(cfg: PolicyConfig, analysis: Analysis, triggers: Iterable[st
     )
 
 
+def with_learned(cfg: PolicyConfig, rx: TurnSignals, fired: frozenset[str], probs: dict[str, float],
+                 analysis: Analysis) -> TurnSignals:
+    """Merge the dialogue model's signals (``fired``: over their thresholds) with the word lists.
+
+    The learned signals are the main source; a word list counts only if it is one of
+    ``signals.learned_overrides`` (high-precision patterns). A threat, a retry or a decision keep
+    their meaning from either source.
+    """
+    keep = set(cfg.signals.learned_overrides)
+
+    def listed(name: str) -> bool:
+        return name in keep and bool(getattr(rx, name))
+
+    threat = list(rx.threat) if "threat" in keep else []
+    if "threat_insult" in fired and not threat:
+        threat = ["threat_insult"]
+    safety = list(rx.safety) if "safety" in keep else []
+    if "safety" in fired and not safety:
+        safety = ["safety"]
+    damage = list(rx.damage) if "damage" in keep else []
+    if "damage" in fired and not damage:
+        damage = ["damage"]
+    retry = "guidance_failed" in fired or listed("retry")
+    confirmed = ("solved" in fired or listed("confirm")) and not retry and not threat
+    family = cfg.family_of(analysis.intent.label)
+    if confirmed and analysis.intent.confidence < cfg.signals.confirm_overrides_intent_below:
+        family = None
+    return rx.model_copy(update={
+        "family": family, "confirmed": confirmed, "retry": retry, "threat": threat, "safety": safety,
+        "damage": damage,
+        "affirm": "affirm" in fired or listed("affirm"),
+        "deny": "deny" in fired or listed("deny"),
+        "repeat_contact": "repeat_contact" in fired or listed("repeat_contact"),
+        "goodbye": listed("goodbye"), "shipping": listed("shipping"),
+        "batch": rx.batch if "batch" in keep else None,
+        "urgency": "urgency" in fired, "worry": "worry" in fired, "purchase": "purchase_decision" in fired,
+        "info": "info_provided" in fired, "human": "human_request" in fired,
+        "learned": {k: round(v, 3) for k, v in probs.items()},
+    })
+
+
 def fmt_dt(dt: datetime | None, tz: object) -> str:
     if dt is None:
         return "?"

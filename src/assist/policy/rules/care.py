@@ -26,14 +26,17 @@ def _in_category(category: str, wanted: str) -> bool:
 
 def _anxiety(f: Facts) -> list[Proposal]:
     s = f.analysis.sentiment
-    if s.emotion is not Emotion.anxiety or s.intensity < f.cfg.care.anxiety_intensity:
+    anxious = s.emotion is Emotion.anxiety and s.intensity >= f.cfg.care.anxiety_intensity
+    said = [name for name, on in (("urgency", f.signals.urgency), ("worry", f.signals.worry)) if on]
+    if (not anxious and not said) or f.signals.confirmed:
         return []
     key = f"anxiety:{f.problem.id if f.problem else f.state.last_turn_id}"
     if key in f.state.care_given:
         return []
-    return [Proposal(type=ActionType.care, rule="care.anxiety", score=s.intensity,
-                     script=f.cfg.script("care_anxiety"), reason="顾客比较着急，先安抚再处理",
-                     evidence=(f.ev_sentiment,), details={"key": key})]
+    reason = "顾客说明了紧急情况或后果，先安抚并优先跟进" if "urgency" in said else "顾客比较着急，先安抚再处理"
+    return [Proposal(type=ActionType.care, rule="care.anxiety", score=max(s.intensity, 0.7 if said else 0.0),
+                     script=f.cfg.script("care_anxiety"), reason=reason,
+                     evidence=(f.ev_sentiment, *(f"signal={n}" for n in said)), details={"key": key})]
 
 
 def turn_categories(f: Facts) -> list[str]:
@@ -124,10 +127,14 @@ def first_use_care(cfg: PolicyConfig, shop: Shop, state: ConversationState, orde
 def propose(f: Facts, earlier: list[Proposal] | None = None) -> list[Proposal]:
     """Anxiety care; seasonal reminders once the problem is solved and the customer is calm.
 
-    No anxiety line next to a recovery: its script already apologises and says what happens next. First-use tips come with the delivery event (:func:`first_use_care`).
+    No anxiety line next to a recovery (its script already apologises and says what happens next)
+    unless the customer states an urgency or a worry. First-use tips come with the delivery event
+    (:func:`first_use_care`).
     """
     handled = any(p.type is ActionType.recovery for p in earlier or [])
-    out = [] if handled else _anxiety(f)
+    # A stated urgency or consequence ("宝宝明天就没得用了") needs its own reassurance and follow-up
+    # even next to a recovery; a merely anxious tone is covered by the recovery's apology.
+    out = [] if handled and not (f.signals.urgency or f.signals.worry) else _anxiety(f)
     calm = f.analysis.sentiment.label is not SentimentLabel.negative and not f.state.escalation_open
     if calm and not f.signals.threat and solved_by(f, earlier) is not None:
         out += _seasonal(f)

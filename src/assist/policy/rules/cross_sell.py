@@ -54,8 +54,11 @@ def solved_by(f: Facts, earlier: list[Proposal] | None = None) -> str | None:
     if p is None and f.state.resolved:
         return "agent_resolved"
     asking_now = any(x.type in (ActionType.answer, ActionType.clarify) for x in earlier or [])
+    # With the dialogue model the customer must say so (a decision or a thank-you); the word lists
+    # alone only ask that nothing is being answered now.
+    decided = f.signals.confirmed or f.signals.purchase or not f.signals.learned
     if p is not None and p.family in f.cfg.cross_sell.presale_families and p.answered and not f.signals.retry \
-            and not asking_now:
+            and not asking_now and decided:
         # Answered in an earlier step, and "好 那就它了" now: the answer went out first, the suggestion after.
         return "presale_answered"
     return None
@@ -164,8 +167,10 @@ def candidates(f: Facts) -> tuple[list[Candidate], dict[str, str]]:
                 break
         trigger = _voiced(f, r)
         if src is None and trigger is not None:
+            # A trigger word alone is not relevance: the need must be voiced about a product domain
+            # this conversation is about (a product owned, ordered or asked about).
             from_cat = r.from_category or f.category_of(r.from_)
-            if ctx_tops and _top(from_cat) not in ctx_tops:
+            if not ctx_tops or _top(from_cat) not in ctx_tops:
                 rejected.setdefault(r.to, "need_in_other_domain")
                 continue
         if src is None and trigger is None:

@@ -88,6 +88,9 @@ def judge_defect(f: Facts) -> DefectJudgment:
     if f.signals.safety:
         return DefectJudgment(DefectKind.safety, f"顾客提到安全隐患「{'、'.join(f.signals.safety)}」",
                               (*ev, *(f"safety={w}" for w in f.signals.safety)))
+    if f.signals.confirmed and not f.signals.retry:
+        # "亮了 虚惊一场": a solved problem in the symptom's words is no defect report
+        return DefectJudgment(DefectKind.none)
     if p is not None and p.defect and f.on_problem_now:
         # A refund or exchange question about it included: the problem is a known defect.
         return DefectJudgment(DefectKind.known, "已确认为产品故障", tuple(ev))
@@ -109,7 +112,7 @@ def judge_defect(f: Facts) -> DefectJudgment:
     if sure_defect and p is not None and p.guidance_given > 0 and p.customer_turns > 1 and not f.signals.deny:
         return DefectJudgment(DefectKind.reported_after_guidance, "已给过使用指导，顾客仍反馈故障，判定为产品故障",
                               (*ev, f"guidance_given={p.guidance_given}"))
-    if defect_intent and f.signals.damage:
+    if (defect_intent or "damage" in f.signals.learned) and f.signals.damage:
         words = "、".join(f.signals.damage)
         return DefectJudgment(DefectKind.direct, f"顾客描述的是明显的质量问题（{words}），无需先做使用指导",
                               (*ev, *(f"damage={w}" for w in f.signals.damage)))

@@ -40,6 +40,8 @@ def escalation_reasons(f: Facts, j: DefectJudgment) -> list[Reason]:
         words = "、".join(f.signals.threat)
         out.append(Reason("threat", 0.95, f"顾客威胁投诉/曝光（{words}）",
                           (f.ev_intent, *(f"threat={w}" for w in f.signals.threat))))
+    if f.signals.human and not f.signals.confirmed:
+        out.append(Reason("human_request", 0.9, "顾客要求人工/主管处理", (f.ev_intent, "human_request")))
     s = f.analysis.sentiment
     # "卧槽 真是这个 关了就正常了 谢谢" swears in relief: a confirmation is not anger
     if s.emotion is Emotion.anger and s.intensity >= cfg.anger_intensity and not f.signals.confirmed:
