@@ -92,8 +92,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     from assist.training.classifiers import train_classifiers
 
     settings = _settings(args)
-    metrics = train_classifiers(Path(args.data), Path(args.out or settings.models_dir))
+    out = Path(args.out or settings.models_dir)
+    metrics = train_classifiers(Path(args.data), out)
+    if not args.skip_dialogue:
+        # the dialogue model reads the utterance classifiers' outputs: train it on the new ones
+        metrics["dialogue"] = _train_dialogue(settings.model_copy(update={"models_dir": out}), out / "dialogue")
     _print_json(metrics) if args.json else print(json.dumps(metrics, ensure_ascii=False, indent=1)[:4000])
+    return 0
+
+
+def _train_dialogue(settings: Settings, out: Path) -> dict[str, Any]:
+    from assist.training.dialogue import train_dialogue
+
+    return train_dialogue(settings, out, progress=lambda m: print(m, file=sys.stderr))
+
+
+def cmd_train_dialogue(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    report = _train_dialogue(settings, Path(args.out or settings.models_dir / "dialogue"))
+    _print_json(report) if args.json else print(json.dumps(report["leave_writer_out_cv"], ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_eval_dialogues(args: argparse.Namespace) -> int:
+    """Leave-writer-out / leave-shop-out figures (assist.replay.protocol); --baseline: word lists only."""
+    from assist.replay.protocol import markdown, run_protocol
+    from assist.understanding.dialogue import load_dialogue_model
+
+    settings = _settings(args)
+    model = None if args.baseline else load_dialogue_model(settings.models_dir / "dialogue")
+    groups = tuple(args.groups.split(",")) if args.groups else ("held_out", "tuned")
+    report = run_protocol(settings, model, groups=groups, progress=lambda m: print(m, file=sys.stderr))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+        out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    _print_json(report) if args.json else print(markdown(report))
     return 0
 
 
@@ -168,8 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("train", help="train the intent and sentiment classifiers")
     sp.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "data" / "train" / "utterances.jsonl"))
     sp.add_argument("--out", help="models directory (default: ASSIST_MODELS_DIR)")
+    sp.add_argument("--skip-dialogue", action="store_true", help="train only the utterance classifiers")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_train)
+
+    sp = sub.add_parser("train-dialogue", help="train the dialogue model (signals, intent, sentiment in context)")
+    sp.add_argument("--out", help="model directory (default: <models>/dialogue)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_train_dialogue)
+
+    sp = sub.add_parser("eval-dialogues", help="leave-writer-out / leave-shop-out evaluation of the decisions")
+    sp.add_argument("--baseline", action="store_true", help="without the dialogue model (word lists only)")
+    sp.add_argument("--groups", help="comma-separated: held_out,writers_out,shop_out,both_out,tuned")
+    sp.add_argument("--out", help="write <out>.json and <out>.md")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_eval_dialogues)
 
     sp = sub.add_parser("train-fusion", help="calibrate hybrid retrieval fusion on a paraphrase set")
     shop_opt(sp)
