@@ -60,6 +60,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from assist.settings import PACKAGE_DATA  # noqa: E402 - after sys.path
 from assist.shop import KbEntry, Shop, load_kb, load_shop  # noqa: E402
+from assist.understanding.dialogue import TurnContext  # noqa: E402
 from assist.understanding.encoder import E5Encoder, Encoder, SentenceTransformerEncoder  # noqa: E402
 from assist.understanding.normalise import normalise  # noqa: E402
 from assist.understanding.retrieve import (  # noqa: E402
@@ -333,13 +334,26 @@ def chat_turns() -> list[str]:
     return out
 
 
+# A typical context: an agent's troubleshooting reply before the customer's turn, a problem open.
+_CTX = TurnContext(prev_agent="亲，麻烦先把电源拔掉等10秒再插上试试，还不行的话拍张照片给我看看哦",
+                   prev_customer="热水器显示E1是怎么回事", problem_family="product", problem_intent="usage_howto",
+                   problem_open=True, stage="solving", guidance_given=1, customer_turns=1, problem_turns=1)
+
+
 def time_turns(texts: list[str], turns: int, tok: Tokeniser, inner: Encoder, retriever: HybridRetriever,
                intent: Any, sentiment: Any) -> dict[str, Any]:
     """Per-stage latency of ``turns`` single-sentence turns after 20 warm-up turns (distinct texts:
     after one pass over ``texts`` a counter is appended, so no cache could help)."""
     stages: dict[str, list[float]] = {k: [] for k in
                                       ("normalise", "tokenise", "embed", "bm25", "dense", "fuse", "classify",
-                                       "total", "total_without_embed")}
+                                       "total", "total_without_embed", "dialogue")}
+    from assist.policy.config import load_policy_config
+    from assist.policy.facts import extract_signals, with_learned
+    from assist.types import Analysis
+    from assist.understanding.dialogue import load_dialogue_model
+
+    dialogue = load_dialogue_model(ROOT / "models" / "dialogue") if intent is not None else None
+    policy_cfg = load_policy_config(PACKAGE_DATA)
     for w in range(20):
         inner.encode_queries([normalise(texts[w % len(texts)])])
     for i in range(turns):
@@ -352,12 +366,19 @@ def time_turns(texts: list[str], turns: int, tok: Tokeniser, inner: Encoder, ret
         c = time.perf_counter()
         vec = inner.encode_queries([norm])[0]
         d = time.perf_counter()
-        retriever.search(norm, tokens, vec, k=5, timings=t)
+        kb = retriever.search(norm, tokens, vec, k=5, timings=t)
         e = time.perf_counter()
         if intent is not None:
-            intent.predict(norm, tokens, vec)
-            sentiment.predict(norm, tokens, vec)
+            ir = intent.predict(norm, tokens, vec)
+            sr = sentiment.predict(norm, tokens, vec)
         f = time.perf_counter()
+        if dialogue is not None and intent is not None:
+            # The engine's added cost per turn: the dialogue model in context, merged with the word lists.
+            an = Analysis(text=raw, normalised=norm, tokens=tokens, intent=ir, sentiment=sr, kb=kb, embedding=vec)
+            g = time.perf_counter()
+            out = dialogue.predict(an, _CTX, vec)
+            with_learned(policy_cfg, extract_signals(policy_cfg, an), out.fired, out.signals, an)
+            stages["dialogue"].append((time.perf_counter() - g) * 1e3)
         stages["normalise"].append((b - a) * 1e3)
         stages["tokenise"].append((c - b) * 1e3)
         stages["embed"].append((d - c) * 1e3)

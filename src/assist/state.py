@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from assist.errors import SuggestionNotFound
-from assist.types import Analysis, Intent, SentimentLabel
+from assist.types import Analysis, ClarifyDetails, Intent, KeyedDetails, Outcome, QaDetails, SentimentLabel
 
 if TYPE_CHECKING:  # the policy imports this module; only type names flow back
     from assist.policy.actions import Action
@@ -456,16 +456,13 @@ def on_agent_turn(
     promises = list(state.open_promises)
     qa_counts = dict(state.qa_counts)
     for a in alerts:
-        code = str(a.details.get("code", ""))
-        if code:
-            qa_counts[code] = qa_counts.get(code, 0) + 1
-        due = a.details.get("due")
-        if code == "promise_tracked" and due:
-            promises.append(Promise(
-                id=a.id, turn_id=turn_id, text=str(a.details.get("match", "")),
-                kind=str(a.details.get("kind", "")), due=datetime.fromisoformat(str(due)), made_at=ts,
-                kept_by=list(a.details.get("kept_by", [])), order_id=a.details.get("order_id"),
-            ))
+        d = a.typed()
+        if not isinstance(d, QaDetails):
+            continue
+        qa_counts[d.code] = qa_counts.get(d.code, 0) + 1
+        if d.code == "promise_tracked" and d.due is not None:
+            promises.append(Promise(id=a.id, turn_id=turn_id, text=d.match, kind=d.kind, due=d.due, made_at=ts,
+                                    kept_by=list(d.kept_by), order_id=d.order_id))
     return state.model_copy(update={
         "agent_turns": state.agent_turns + 1,
         "last_turn_id": turn_id,
@@ -503,7 +500,8 @@ def on_actions(state: ConversationState, actions: Sequence[Action], ts: datetime
             id=a.id, type=kind, sku=a.sku, kb_id=a.kb_id, rule=a.rule, turn_id=state.last_turn_id,
             shown_at=ts, updated_at=ts,
         )
-        key = a.details.get("key")
+        d = a.typed()
+        key = d.key if isinstance(d, KeyedDetails) else None
         if kind == "escalate":
             pid = problem.id if problem else None
             # One open escalation per problem: proposing it again (still warranted) does not open another.
@@ -525,12 +523,12 @@ def on_actions(state: ConversationState, actions: Sequence[Action], ts: datetime
                 "answered": True, "kb_ids": kb_ids, "guidance_given": problem.guidance_given + 1,
             })
         elif kind == "clarify" and problem is not None:
-            ck = str(a.details.get("kind", "question"))
+            ck = d.kind if isinstance(d, ClarifyDetails) else "question"
             problem = problem.model_copy(update={
                 "pending_clarify": ck, "clarify_asked": [*problem.clarify_asked, ck],
             })
-        elif kind == "qa_alert" and a.details.get("code") == "promise_overdue":
-            pid = a.details.get("promise_id")
+        elif isinstance(d, QaDetails) and d.code == "promise_overdue":
+            pid = d.promise_id
             promises = [p.model_copy(update={"status": "overdue"}) if p.id == pid else p for p in promises]
     return state.model_copy(update={
         "suggestions": suggestions, "open_escalations": escalations, "cross_sells_shown": cross,
@@ -538,7 +536,7 @@ def on_actions(state: ConversationState, actions: Sequence[Action], ts: datetime
     })
 
 
-FeedbackOutcome = Literal["accepted", "dismissed", "edited"]
+FeedbackOutcome = Outcome  # the one definition lives in assist.types
 
 
 def on_feedback(
@@ -558,7 +556,7 @@ def on_feedback(
         SuggestionNotFound: ``suggestion_id`` was never shown in this conversation.
         ValueError: ``outcome`` is not accepted / dismissed / edited.
     """
-    if outcome not in ("accepted", "dismissed", "edited"):
+    if outcome not in {o.value for o in Outcome}:
         raise ValueError(f"unknown feedback outcome {outcome!r}")
     s = state.suggestions.get(suggestion_id)
     if s is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +25,21 @@ class Intent(StrEnum):
     account_membership = "account_membership"
     greeting_thanks = "greeting_thanks"
     other = "other"
+
+
+class Role(StrEnum):
+    """Who wrote a turn (one definition for the wire, the store and the engine)."""
+
+    customer = "customer"
+    agent = "agent"
+
+
+class Outcome(StrEnum):
+    """What the agent did with a suggestion (feedback)."""
+
+    accepted = "accepted"
+    dismissed = "dismissed"
+    edited = "edited"
 
 
 class SentimentLabel(StrEnum):
@@ -115,3 +131,42 @@ class Analysis(_Frozen):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     # The turn's e5 vector, for the dialogue model in the engine; never serialised (not part of the wire).
     embedding: SkipJsonSchema[Any] = Field(None, exclude=True, repr=False)
+
+
+# --- the policy→state contract: structured details of an action, one model per action type ----------
+
+
+class Details(BaseModel):
+    """The structured part of an action that the state and other consumers read (the policy→state
+    contract). One model per action type (:data:`DETAILS`); further keys are kept as they are (shown
+    to the agent, sent with webhooks) but nothing reads them by name."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class KeyedDetails(Details):
+    """recovery / care / cross_sell / escalate: ``key`` says what was offered, so it is not offered twice."""
+
+    key: str | None = None
+    order_id: str | None = None
+
+
+class ClarifyDetails(Details):
+    kind: str = Field("question", description="which question was asked (tried_guidance, kb:<id>, generic, greeting)")
+
+
+class AnswerDetails(Details):
+    kind: str | None = None
+    order_id: str | None = None
+
+
+class QaDetails(Details):
+    """qa_alert: the flag, what matched, and for a tracked promise its deadline and what keeps it."""
+
+    code: str
+    match: str = ""
+    due: datetime | None = None
+    kind: str = ""
+    kept_by: list[str] = Field(default_factory=list)
+    order_id: str | None = None
+    promise_id: str | None = None

@@ -15,7 +15,9 @@ CFG = load_policy_config().rank
 
 
 def _p(t: ActionType, score: float, rule: str = "r", sku: str | None = None) -> Proposal:
-    return Proposal(type=t, rule=rule, score=score, sku=sku)
+    # a qa_alert always names its flag (the policy→state contract, assist.policy.actions.QaDetails)
+    details = {"code": "superlative"} if t is ActionType.qa_alert else {}
+    return Proposal(type=t, rule=rule, score=score, sku=sku, details=details)
 
 
 def test_type_priority_orders_actions_and_ids_count_per_type() -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from assist.types import AnswerDetails, ClarifyDetails, Details, KeyedDetails, QaDetails
+
 
 class ActionType(StrEnum):
     answer = "answer"
@@ -22,6 +24,18 @@ class ActionType(StrEnum):
     care = "care"
     cross_sell = "cross_sell"
     qa_alert = "qa_alert"
+
+
+DETAILS: dict[ActionType, type[Details]] = {
+    ActionType.answer: AnswerDetails,
+    ActionType.clarify: ClarifyDetails,
+    ActionType.escalate: KeyedDetails,
+    ActionType.quality_report: Details,
+    ActionType.recovery: KeyedDetails,
+    ActionType.care: KeyedDetails,
+    ActionType.cross_sell: KeyedDetails,
+    ActionType.qa_alert: QaDetails,
+}
 
 
 class Action(BaseModel):
@@ -46,6 +60,10 @@ class Action(BaseModel):
     rule: str = Field("", description="the rule that proposed it, e.g. 'defect.failed_guidance'")
     details: dict[str, Any] = Field(default_factory=dict)
 
+    def typed(self) -> Details:
+        """``details`` as the model of this action's type (validated when the action was made)."""
+        return DETAILS[self.type].model_validate(self.details)
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -62,6 +80,7 @@ class Proposal:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_action(self, action_id: str, score: float) -> Action:
+        DETAILS[self.type].model_validate(self.details)  # a rule that breaks the contract fails here, in tests
         return Action(
             id=action_id, type=self.type, script=self.script, reason=self.reason,
             evidence=list(self.evidence), kb_id=self.kb_id, sku=self.sku, score=round(score, 4),

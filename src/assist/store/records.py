@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from assist.types import Outcome
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -24,10 +26,7 @@ class TurnStatus(StrEnum):
     failed = "failed"  # processing raised; kept for inspection, not retried at start-up
 
 
-class FeedbackOutcome(StrEnum):
-    accepted = "accepted"
-    dismissed = "dismissed"
-    edited = "edited"
+FeedbackOutcome = Outcome  # the one definition lives in assist.types
 
 
 class OutboxTopic(StrEnum):
