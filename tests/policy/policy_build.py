@@ -26,7 +26,12 @@ from assist.types import (
     SentimentLabel,
     SentimentResult,
 )
+from assist.understanding.cues import CueSet, sentiment_hits
 from assist.understanding.normalise import normalise
+
+# The packaged cue file, applied as the classifiers apply it: an analysis built here carries the
+# same cue words a real one would (the policy reads threats and insults from them).
+_CUES = CueSet.load()
 
 CST = timezone(timedelta(hours=8))
 # A Monday in winter (heater reminders are seasonal): 2026-11-23 20:00 +08:00.
@@ -136,12 +141,15 @@ def analysis(
     if score is None:
         score = {"negative": -0.6, "neutral": 0.0, "positive": 0.7}[label.value]
     kb_hits = [hit(k, s) for k, s in hits]
+    hits_ = _CUES.match(normalise(text))
     intent = Intent(intent)
     top_list = [ScoredLabel(label=intent.value, score=conf)] + [ScoredLabel(label=str(lbl), score=s) for lbl, s in top]
     return Analysis(
         text=text, normalised=normalise(text), tokens=list(normalise(text)),
-        intent=IntentResult(label=intent, confidence=conf, top=top_list),
-        sentiment=SentimentResult(label=label, score=score, emotion=Emotion(emotion), intensity=intensity),
+        intent=IntentResult(label=intent, confidence=conf, top=top_list,
+                            cues=[str(h) for h in hits_ if h.rule.intent is not None]),
+        sentiment=SentimentResult(label=label, score=score, emotion=Emotion(emotion), intensity=intensity,
+                                  cues=[str(h) for h in sentiment_hits(hits_)]),
         kb=Retrieval(hits=kb_hits, answered=(kb_hits[0].score >= 0.6) if answered is None and kb_hits else bool(answered)),
         skus_mentioned=list(skus),
     )

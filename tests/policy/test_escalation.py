@@ -10,7 +10,7 @@ from assist.types import Intent
 
 def test_strong_anger_escalates_above_the_answer() -> None:
     chat = Chat()
-    actions = chat.customer(analysis("你们这什么破耳机 声音这么小", Intent.product_defect, 0.6, sentiment="negative",
+    actions = chat.customer(analysis("耳机声音这么小 你们到底管不管", Intent.product_defect, 0.6, sentiment="negative",
                                      score=-0.95, emotion="anger", intensity=0.95, hits=[("ep-volume-low", 0.8)]))
     assert types(actions)[0] == "escalate"
     esc = actions[0]

@@ -53,8 +53,10 @@ def test_word_lists_not_overrides_are_ignored_when_the_model_ran() -> None:
 def test_threat_word_list_stays_an_override() -> None:
     s = POLICY.customer_signals(analysis("再不处理我就打12315", Intent.complaint), learned=learned())
     assert s.threat == ["12315"]
-    s = POLICY.customer_signals(analysis("拉黑你家了 什么破店", Intent.complaint), learned=learned("threat_insult"))
+    s = POLICY.customer_signals(analysis("行 你们等着瞧", Intent.complaint), learned=learned("threat_insult"))
     assert s.threat == ["threat_insult"]
+    s = POLICY.customer_signals(analysis("拉黑你家了 什么破店", Intent.complaint), learned=learned())
+    assert s.threat == ["拉黑你家", "什么破"]  # a threat cue and an insult cue
 
 
 def test_guidance_failed_in_new_words_gives_quality_report_and_escalation() -> None:

@@ -7,8 +7,8 @@ Thresholds, allowances by customer tier, word lists and script templates live in
 - a key written with a trailing ``+`` extends the default list instead of replacing it, e.g.::
 
       signals:
-        threat:
-          match+: ["黑猫投诉"]        # the default threat words plus this one
+        damage:
+          match+: ["掉色"]            # the default damage words plus this one
       escalation:
         repeat_turns: 2              # replaces the default 3
 
@@ -126,6 +126,11 @@ class Signals(_Cfg):
     affirm: PatternSet = PatternSet()
     deny: PatternSet = PatternSet()
     repeat_contact: PatternSet = PatternSet()
+    # Cue rules (assist/data/cues.yaml) whose matches are threats, and those that are insults
+    # (an insult counts as a threat unless the customer is thanking: "卧槽 好了 谢谢"). The default
+    # words live only there; ``threat`` holds words a shop adds ("match+: [315晚会]").
+    threat_cues: list[str] = Field(default_factory=lambda: ["threat", "complain_statement"])
+    insult_cues: list[str] = Field(default_factory=lambda: ["insult"])
     threat: PatternSet = PatternSet()
     safety: PatternSet = PatternSet()
     damage: PatternSet = PatternSet()

@@ -33,14 +33,27 @@ def find_needs(text: str, triggers: Iterable[str]) -> list[str]:
     return found
 
 
+def cue_words(analysis: Analysis, rules: Iterable[str]) -> list[str]:
+    """The words matched by the cue rules ``rules`` on this turn (intent and sentiment cues), each once."""
+    wanted = set(rules)
+    out: list[str] = []
+    for cue in (*analysis.intent.cues, *analysis.sentiment.cues):
+        rule, _, word = cue.partition(":")
+        if rule in wanted and word and word not in out:
+            out.append(word)
+    return out
+
+
 def extract_signals(cfg: PolicyConfig, analysis: Analysis, triggers: Iterable[str] = ()) -> TurnSignals:
     """Text features of a customer turn: confirmation, retry, threats, needs ... (pure)."""
     text = analysis.normalised or analysis.text.lower()
     s = cfg.signals
     retry = s.retry.hit(text)
-    threat = s.threat.found(text)
+    threat = cue_words(analysis, s.threat_cues) + [w for w in s.threat.found(text)]
     # "谢谢你们的高效处理，12315见" thanks nobody: a threat or a retry cancels the thanks
     confirmed = s.confirm.hit(text) and not retry and not threat
+    if not confirmed:
+        threat += [w for w in cue_words(analysis, s.insult_cues) if w not in threat]
     family = cfg.family_of(analysis.intent.label)
     if confirmed and analysis.intent.confidence < s.confirm_overrides_intent_below:
         family = None  # "那我按你说的弄 谢谢哈" read as a usage question is still a thank-you

@@ -344,6 +344,9 @@ def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: 
         pred_int = oof["intent"].argmax(axis=1)
         pred_sen = oof["sentiment"].argmax(axis=1)
         neg = SENTIMENTS.index("negative")
+        # The utterance models alone on the same turns: what reading the context adds.
+        base_int = np.array([INTENTS.index(e.analysis.intent.label.value) for e in examples])
+        base_sen = np.array([SENTIMENTS.index(e.analysis.sentiment.label.value) for e in examples])
         report = {
             "round": r, "examples": len(examples), "conversations": sum(len(v) for v in by_shop.values()),
             "writers": sorted(set(m.groups)), "shops": sorted(by_shop),
@@ -356,14 +359,23 @@ def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: 
                 if (y_sen == neg).any() else None,
                 "signals": sig_report,
             },
+            "utterance_models_same_turns": {
+                "intent_accuracy": round(float((base_int[int_mask] == y_int[int_mask]).mean()), 4),
+                "intent_macro_f1": round(_macro_f1(y_int[int_mask], base_int[int_mask], len(INTENTS)), 4),
+                "sentiment_accuracy": round(float((base_sen[sen_mask] == y_sen[sen_mask]).mean()), 4),
+                "negative_recall": round(float((base_sen[y_sen == neg] == neg).mean()), 4)
+                if (y_sen == neg).any() else None,
+            },
         }
         meta = {"trained_on": {"writers": report["writers"], "shops": report["shops"],
                                "examples": len(examples)}, "round": r, "fit": fs.__dict__}
         model = fit(layout, m, examples, fs, thresholds, meta)
         if progress:
             cv = report["leave_writer_out_cv"]
-            progress(f"round {r}: {len(examples)} turns, intent F1 {cv['intent_macro_f1']}, "
-                     f"sentiment acc {cv['sentiment_accuracy']}")
+            base = report["utterance_models_same_turns"]
+            progress(f"round {r}: {len(examples)} turns, intent F1 {cv['intent_macro_f1']} "
+                     f"(utterance model {base['intent_macro_f1']}), sentiment acc {cv['sentiment_accuracy']} "
+                     f"({base['sentiment_accuracy']}), negative recall {cv['negative_recall']}")
     assert model is not None
     model.save(out)
     import json
