@@ -116,13 +116,16 @@ def cmd_train_dialogue(args: argparse.Namespace) -> int:
 
 def cmd_eval_dialogues(args: argparse.Namespace) -> int:
     """Leave-writer-out / leave-shop-out figures (assist.replay.protocol); --baseline: word lists only."""
+    from assist.policy.learned import load_action_model
     from assist.replay.protocol import markdown, run_protocol
     from assist.understanding.dialogue import load_dialogue_model
 
     settings = _settings(args)
-    model = None if args.baseline else load_dialogue_model(settings.models_dir / "dialogue")
+    mdir = settings.models_dir / "dialogue"
+    model = None if args.baseline else load_dialogue_model(mdir)
+    actions = None if args.baseline or args.no_actions else load_action_model(mdir / "actions.json")
     groups = tuple(args.groups.split(",")) if args.groups else ("held_out", "tuned")
-    report = run_protocol(settings, model, groups=groups, progress=lambda m: print(m, file=sys.stderr))
+    report = run_protocol(settings, model, actions, groups=groups, progress=lambda m: print(m, file=sys.stderr))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("eval-dialogues", help="leave-writer-out / leave-shop-out evaluation of the decisions")
     sp.add_argument("--baseline", action="store_true", help="without the dialogue model (word lists only)")
+    sp.add_argument("--no-actions", action="store_true", help="the dialogue model without the learned action judgment")
     sp.add_argument("--groups", help="comma-separated: held_out,writers_out,shop_out,both_out,tuned")
     sp.add_argument("--out", help="write <out>.json and <out>.md")
     sp.add_argument("--json", action="store_true")

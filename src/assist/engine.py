@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from assist.policy import Action, Policy
+from assist.policy.learned import ActionModel
 from assist.shop import Shop
 from assist.state import (
     ConversationState,
@@ -51,6 +52,8 @@ class StepResult:
     # Customer turns: the analysis as the engine read it in context (intent and sentiment revised
     # by the dialogue model, when there is one); show this one, not the pipeline's.
     analysis: Analysis | None = None
+    # Customer turns: the evidence the decision rested on (assist.policy.learned.decision_features).
+    features: list[float] | None = None
 
 
 class Engine:
@@ -62,8 +65,8 @@ class Engine:
 
     @classmethod
     def from_shop(cls, shop: Shop, defaults_dir: Path | None = None,
-                  dialogue: DialogueModel | None = None) -> Engine:
-        return cls(Policy.from_shop(shop, defaults_dir), dialogue)
+                  dialogue: DialogueModel | None = None, actions: ActionModel | None = None) -> Engine:
+        return cls(Policy.from_shop(shop, defaults_dir, actions), dialogue)
 
     # --- time ------------------------------------------------------------------------------
     def _aware(self, dt: datetime) -> datetime:
@@ -98,8 +101,8 @@ class Engine:
         # transition and the decision.
         signals = self.policy.customer_signals(analysis, state, learned)
         s = on_customer_turn(state, turn_id=turn_id, text=text, ts=ts, analysis=analysis, signals=signals)
-        actions = self.policy.decide(s, analysis, now, signals)
-        return StepResult(on_actions(s, actions, now), actions, analysis)
+        actions, features = self.policy.decide_traced(s, analysis, now, signals)
+        return StepResult(on_actions(s, actions, now), actions, analysis, features)
 
     def agent_turn(self, state: ConversationState, *, turn_id: str, text: str, ts: datetime | None,
                    now: datetime | None = None) -> StepResult:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assist.policy.learned import ActionModel, load_action_model
 from assist.settings import PACKAGE_DATA, Settings
 from assist.shop.load import Shop, load_shop
 from assist.understanding.dialogue import DialogueModel, load_dialogue_model
@@ -43,6 +44,7 @@ class Runtime:
     index_dir: Path
     index_built: bool
     dialogue: DialogueModel | None = None
+    actions: ActionModel | None = None
 
 
 def build_tokeniser(settings: Settings, shop: Shop) -> Tokeniser:
@@ -96,7 +98,9 @@ def load_runtime(settings: Settings, *, progress: bool = False, shop: Shop | Non
     pipeline = Pipeline(tokeniser=tokeniser, embedder=embedder, retriever=retriever, intent=intent,
                         sentiment=sentiment, catalog=shop.catalog, top_k=settings.retrieve_top_k)
     dialogue = load_dialogue_model(settings.models_dir / "dialogue")
-    return Runtime(settings, shop, tokeniser, embedder, encoder, retriever, pipeline, index_dir, built, dialogue)
+    actions = load_action_model(settings.models_dir / "dialogue" / "actions.json") if dialogue else None
+    return Runtime(settings, shop, tokeniser, embedder, encoder, retriever, pipeline, index_dir, built, dialogue,
+                   actions)
 
 
 class _ProgressEncoder:

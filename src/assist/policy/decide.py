@@ -20,6 +20,7 @@ from typing import Any
 from assist.policy.actions import Action, Proposal
 from assist.policy.config import PolicyConfig, load_policy_config
 from assist.policy.facts import Facts, extract_signals, relation_triggers, with_learned
+from assist.policy.learned import ActionModel, decision_features, refine
 from assist.policy.quality import check_text, check_timing, fold, overdue_promises
 from assist.policy.rank import rank
 from assist.policy.rules import answer, care, cross_sell, defect, escalation, recovery
@@ -46,17 +47,19 @@ class Policy:
     :meth:`from_shop`. Thread-safe: it holds no mutable state.
     """
 
-    def __init__(self, shop: Shop, config: PolicyConfig) -> None:
+    def __init__(self, shop: Shop, config: PolicyConfig, actions: ActionModel | None = None) -> None:
         self.shop = shop
         self.config = config
+        self.actions = actions
         self._triggers = tuple(relation_triggers(shop))
         self._kb_tips = kb_first_use_tips(config, shop)
 
     @classmethod
-    def from_shop(cls, shop: Shop, defaults_dir: Path | None = None) -> Policy:
-        """The shop's policy: the defaults in ``defaults_dir`` with the shop's ``policy.yaml`` merged over them."""
+    def from_shop(cls, shop: Shop, defaults_dir: Path | None = None, actions: ActionModel | None = None) -> Policy:
+        """The shop's policy: the defaults in ``defaults_dir`` with the shop's ``policy.yaml`` merged over them;
+        ``actions`` is the learned judgment of which action types to show (:mod:`assist.policy.learned`)."""
         shop_file = str(shop.root / "policy.yaml") if shop.root else "<shop policy.yaml>"
-        return cls(shop, load_policy_config(defaults_dir, shop.policy, shop_file=shop_file))
+        return cls(shop, load_policy_config(defaults_dir, shop.policy, shop_file=shop_file), actions)
 
     # --- text -> features ---------------------------------------------------------------
     def customer_signals(self, analysis: Analysis, state: ConversationState | None = None,
@@ -100,7 +103,9 @@ class Policy:
 
     def proposals(self, f: Facts) -> list[Proposal]:
         """Every rule's proposals for a customer turn, unranked (in rule order)."""
-        j = defect.judge_defect(f)
+        return self._rule_proposals(f, defect.judge_defect(f))
+
+    def _rule_proposals(self, f: Facts, j: defect.DefectJudgment) -> list[Proposal]:
         props: list[Proposal] = []
         props += escalation.propose(f, j)
         props += defect.propose(f, j)
@@ -111,6 +116,19 @@ class Policy:
         props += overdue_promises(self.config, f.state, f.now)
         return props
 
+    def decide_traced(self, state: ConversationState, analysis: Analysis, now: datetime,
+                      signals: TurnSignals | None = None) -> tuple[list[Action], list[float]]:
+        """:meth:`decide`, and the decision features it rested on (what the action model is trained on)."""
+        f = self.facts(state, analysis, now, signals)
+        j = defect.judge_defect(f)
+        props = self._rule_proposals(f, j)
+        g = cross_sell.gate(f, [p for p in props if p.type.value != "cross_sell"])
+        found = cross_sell.candidates(f)[0] if g.ok else []
+        feats = decision_features(f, props, j, g.ok, bool(found))
+        if self.actions is not None:
+            props = refine(self.actions, f, props, j, self.actions.probabilities(feats))
+        return rank(props, state.last_turn_id or "turn", self.config.rank), feats
+
     def decide(self, state: ConversationState, analysis: Analysis, now: datetime,
                signals: TurnSignals | None = None) -> list[Action]:
         """Ranked next-best actions for the customer turn just folded into ``state``.
@@ -118,8 +136,7 @@ class Policy:
         ``state`` must already include the turn (:func:`assist.state.on_customer_turn`); action ids
         are ``"<turn_id>:<type>:<n>"``. Record what is shown with :func:`assist.state.on_actions`.
         """
-        f = self.facts(state, analysis, now, signals)
-        return rank(self.proposals(f), state.last_turn_id or "turn", self.config.rank)
+        return self.decide_traced(state, analysis, now, signals)[0]
 
     def explain(self, state: ConversationState, analysis: Analysis, now: datetime) -> dict[str, Any]:
         """Why the policy decides as it does: signals, defect judgment, cross-sell gate and candidates."""

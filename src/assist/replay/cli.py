@@ -93,7 +93,7 @@ def run_replay_cli(args: argparse.Namespace, settings: Settings) -> int:
     from assist.runtime import load_runtime
 
     runtime = load_runtime(settings, progress=not args.json)
-    engine = engine_for_shop(runtime.shop, settings.rules_dir, runtime.dialogue)
+    engine = engine_for_shop(runtime.shop, settings.rules_dir, runtime.dialogue, runtime.actions)
     bar, on_progress = _progress_bar(len(parsed.conversations))
     try:
         report, results = evaluate(parsed, pipeline=runtime.pipeline, engine=engine, shop=runtime.shop,

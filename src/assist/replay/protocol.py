@@ -43,8 +43,9 @@ def group_of(split: Split, f: DialogueFile) -> str:
     return "tuned"
 
 
-def replay_files(settings: Settings, files: Sequence[DialogueFile], dialogue: Any, *, root: Path = REPO,
-                 progress: Callable[[str], None] | None = None) -> dict[str, list[ConversationResult]]:
+def replay_files(settings: Settings, files: Sequence[DialogueFile], dialogue: Any, actions: Any = None, *,
+                 root: Path = REPO, progress: Callable[[str], None] | None = None,
+                 ) -> dict[str, list[ConversationResult]]:
     """Replay ``files`` (one runtime per shop); results keyed by ``writer/shop``."""
     from assist.replay.run import Replayer, engine_for_shop
     from assist.runtime import load_runtime
@@ -55,7 +56,7 @@ def replay_files(settings: Settings, files: Sequence[DialogueFile], dialogue: An
         if progress:
             progress(f"replaying {shop}: {len(items)} conversations")
         rt = load_runtime(settings.model_copy(update={"shop_dir": shop_dir(shop, root), "index_dir": None}))
-        engine = engine_for_shop(rt.shop, settings.rules_dir, dialogue)
+        engine = engine_for_shop(rt.shop, settings.rules_dir, dialogue, actions)
         results = Replayer(rt.pipeline, engine).run([c for _, c in items])
         for (f, _), r in zip(items, results, strict=True):
             out.setdefault(f"{f.writer}/{shop}", []).append(r)
@@ -91,8 +92,8 @@ def score(results: Sequence[ConversationResult]) -> dict[str, Any]:
     }
 
 
-def run_protocol(settings: Settings, dialogue: Any, *, root: Path = REPO, groups: Sequence[str] = GROUPS,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_protocol(settings: Settings, dialogue: Any, actions: Any = None, *, root: Path = REPO,
+                 groups: Sequence[str] = GROUPS, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Replay and score every group in ``groups``; also per writer and per shop for the held-out part."""
     split = Split.load(root / "data" / "dialogues" / "split.yaml")
     files = dialogue_files(root / "data" / "dialogues")
@@ -100,7 +101,7 @@ def run_protocol(settings: Settings, dialogue: Any, *, root: Path = REPO, groups
     if "held_out" in wanted:
         wanted |= {"writers_out", "shop_out", "both_out"}
     chosen = [f for f in files if group_of(split, f) in wanted]
-    by_key = replay_files(settings, chosen, dialogue, root=root, progress=progress)
+    by_key = replay_files(settings, chosen, dialogue, actions, root=root, progress=progress)
     group_files: dict[str, list[ConversationResult]] = {}
     for f in chosen:
         res = by_key.get(f"{f.writer}/{f.shop}", [])

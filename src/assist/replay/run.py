@@ -67,12 +67,12 @@ ProgressFn = Callable[[Progress], None]
 _Embedded = dict[tuple[str, str], tuple["Prepared", np.ndarray, np.ndarray | None, float]]
 
 
-def engine_for_shop(shop: Shop, rules_dir: Path, dialogue: Any = None) -> Engine:
+def engine_for_shop(shop: Shop, rules_dir: Path, dialogue: Any = None, actions: Any = None) -> Engine:
     """The policy engine for ``shop``, built as the service builds it: the defaults in ``rules_dir``
     (``Settings.rules_dir``) with the shop's own ``policy.yaml`` merged over them."""
     from assist.engine import Engine
 
-    return Engine.from_shop(shop, rules_dir, dialogue)
+    return Engine.from_shop(shop, rules_dir, dialogue, actions)
 
 
 def _view(action: Any) -> ActionView:

@@ -29,6 +29,8 @@ import numpy as np
 import yaml
 
 from assist.engine import Engine, StepResult
+from assist.policy.learned import TYPES as ACTION_TYPES
+from assist.policy.learned import ActionModel
 from assist.replay.parse import Gold, ParsedConversation, read_logs
 from assist.settings import Settings
 from assist.state import ConversationState
@@ -109,34 +111,44 @@ class Example:
     analysis: Analysis
     context: TurnContext
     gold: Gold
+    features: list[float] | None = None  # the decision features of the turn (assist.policy.learned)
 
 
 class _Recorder:
     """An :class:`Engine` stand-in for :class:`~assist.replay.run.Replayer` that records each
-    customer turn's analysis and context, then lets the real engine step on."""
+    customer turn's analysis, context and decision features, then lets the real engine step on.
 
-    def __init__(self, engine: Engine, golds: dict[tuple[str, str], tuple[str, str, Gold]]) -> None:
+    ``model_for(writer)`` picks the dialogue model for a writer's conversations: with the models
+    cross-fitted by writer, a turn's signals come from a model that never saw its writer, which is
+    what the action model must learn to rely on (not the in-sample probabilities)."""
+
+    def __init__(self, engine: Engine, golds: dict[tuple[str, str], tuple[str, str, Gold]],
+                 model_for: Callable[[str], DialogueModel | None]) -> None:
         self.engine = engine
         self.golds = golds
+        self.model_for = model_for
+        self.writer_of = {c: w for (c, _), (w, _, _) in golds.items()}
         self.examples: list[Example] = []
 
-    def new_conversation(self, *a: Any, **kw: Any) -> ConversationState:
-        return self.engine.new_conversation(*a, **kw)
+    def new_conversation(self, conversation_id: str, *a: Any, **kw: Any) -> ConversationState:
+        self.engine.dialogue = self.model_for(self.writer_of.get(conversation_id, ""))
+        return self.engine.new_conversation(conversation_id, *a, **kw)
 
     def agent_turn(self, *a: Any, **kw: Any) -> StepResult:
         return self.engine.agent_turn(*a, **kw)
 
     def customer_turn(self, state: ConversationState, *, turn_id: str, analysis: Analysis, **kw: Any) -> StepResult:
+        step = self.engine.customer_turn(state, turn_id=turn_id, analysis=analysis, **kw)
         key = (state.conversation_id, turn_id)
         if key in self.golds:
             writer, shop, gold = self.golds[key]
             self.examples.append(Example(writer, shop, state.conversation_id, turn_id, analysis,
-                                         context_of(state), gold))
-        return self.engine.customer_turn(state, turn_id=turn_id, analysis=analysis, **kw)
+                                         context_of(state), gold, step.features))
+        return step
 
 
 def collect(settings: Settings, by_shop: dict[str, list[tuple[DialogueFile, ParsedConversation]]],
-            dialogue: DialogueModel | None, *, root: Path = REPO,
+            model_for: Callable[[str], DialogueModel | None], *, root: Path = REPO,
             progress: Callable[[str], None] | None = None) -> list[Example]:
     """Replay every conversation of ``by_shop`` with its shop's runtime; one example per labelled customer turn."""
     from assist.replay.run import Replayer, engine_for_shop
@@ -150,7 +162,7 @@ def collect(settings: Settings, by_shop: dict[str, list[tuple[DialogueFile, Pars
         golds = {(c.conversation.conversation_id, t.turn_id): (f.writer, shop, t.gold)
                  for f, c in items for t in c.conversation.turns
                  if t.role == "customer" and t.gold is not None}
-        rec = _Recorder(engine_for_shop(rt.shop, settings.rules_dir, dialogue), golds)
+        rec = _Recorder(engine_for_shop(rt.shop, settings.rules_dir), golds, model_for)
         Replayer(rt.pipeline, rec).run([c for _, c in items], now=datetime.fromisoformat("2026-12-01T00:00:00+08:00"))  # type: ignore[arg-type]
         out.extend(rec.examples)
     return out
@@ -271,21 +283,24 @@ def _softmax_rows(z: np.ndarray) -> np.ndarray:
 
 
 def cross_validate(layout: Layout, m: Matrices, examples: Sequence[Example],
-                   fs: FitSettings) -> dict[str, np.ndarray]:
-    """Out-of-writer probabilities for every example: each writer predicted by a model trained on the others."""
+                   fs: FitSettings) -> tuple[dict[str, np.ndarray], dict[str, DialogueModel]]:
+    """Out-of-writer probabilities for every example (each writer predicted by a model trained on
+    the others), and those per-writer models."""
     n = len(examples)
     oof = {"signals": np.zeros((n, len(SIGNALS))), "intent": np.zeros((n, len(INTENTS))),
            "sentiment": np.zeros((n, len(SENTIMENTS)))}
     writers = sorted(set(m.groups))
     groups = np.array(m.groups)
+    folds: dict[str, DialogueModel] = {}
     for w in writers:
         test = np.flatnonzero(groups == w)
         train = np.flatnonzero(groups != w)
         sub = Matrices(m.sparse[train], m.dense[train], [m.groups[i] for i in train])
         model = fit(layout, sub, [examples[i] for i in train], fs)
+        folds[w] = model
         for head, p in _probs(model, m, test).items():
             oof[head][test] = p
-    return oof
+    return oof, folds
 
 
 def choose_thresholds(oof_signals: np.ndarray, y_sig: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
@@ -335,10 +350,15 @@ def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: 
     layout = Layout()
     model: DialogueModel | None = None
     report: dict[str, Any] = {}
+
+    def model_for(writer: str) -> DialogueModel | None:
+        return None
+
+    examples: list[Example] = []
     for r in range(1, rounds + 1):
-        examples = collect(settings, by_shop, model, root=root, progress=progress)
+        examples = collect(settings, by_shop, model_for, root=root, progress=progress)
         m = featurise(layout, examples)
-        oof = cross_validate(layout, m, examples, fs)
+        oof, folds = cross_validate(layout, m, examples, fs)
         y_sig, y_int, int_mask, y_sen, sen_mask = targets(examples)
         thresholds, sig_report = choose_thresholds(oof["signals"], y_sig)
         pred_int = oof["intent"].argmax(axis=1)
@@ -370,6 +390,13 @@ def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: 
         meta = {"trained_on": {"writers": report["writers"], "shops": report["shops"],
                                "examples": len(examples)}, "round": r, "fit": fs.__dict__}
         model = fit(layout, m, examples, fs, thresholds, meta)
+        # Next round replays each writer with the model that never saw them (cross-fitting).
+        crossed = {w: DialogueModel(layout, fm.weights, thresholds) for w, fm in folds.items()}
+
+        def model_for(writer: str, crossed: dict[str, DialogueModel] = crossed,
+                      full: DialogueModel = model) -> DialogueModel | None:
+            return crossed.get(writer, full)
+
         if progress:
             cv = report["leave_writer_out_cv"]
             base = report["utterance_models_same_turns"]
@@ -378,10 +405,61 @@ def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: 
                      f"({base['sentiment_accuracy']}), negative recall {cv['negative_recall']}")
     assert model is not None
     model.save(out)
+    # The action judgment learns from the last round's decision features, which were computed with
+    # the previous round's cross-fitted signals (never a writer's own in-sample probabilities).
+    actions, report["actions"] = train_actions(examples)
+    actions.save(out / "actions.json")
+    if progress:
+        progress("actions: " + ", ".join(f"{t} F1 {v['cv_f1']}" for t, v in report["actions"].items()))
     import json
 
     (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     return report
+
+
+def train_actions(examples: Sequence[Example], c: float = 0.5) -> tuple[ActionModel, dict[str, Any]]:
+    """One logistic regression per action type over the decision features; thresholds by
+    leave-one-writer-out F1 over the tuning writers."""
+    from sklearn.linear_model import LogisticRegression
+
+    rows = [e for e in examples if e.features is not None and e.gold.actions is not None]
+    x = np.array([e.features for e in rows], dtype=np.float64)
+    groups = np.array([e.writer for e in rows])
+    weights: dict[str, list[float]] = {}
+    bias: dict[str, float] = {}
+    thresholds: dict[str, float] = {}
+    report: dict[str, Any] = {}
+    grid = np.round(np.arange(0.2, 0.86, 0.05), 2)
+
+    def fit_one(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, float]:
+        if ys.min() == ys.max():
+            return np.zeros(xs.shape[1]), (8.0 if ys.max() else -8.0)
+        lr = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+        lr.fit(xs, ys)
+        return lr.coef_[0], float(lr.intercept_[0])
+
+    for t in ACTION_TYPES:
+        y = np.array([t in (e.gold.actions or []) for e in rows], dtype=int)
+        oof = np.zeros(len(rows))
+        for w in sorted(set(groups)):
+            test, train = groups == w, groups != w
+            coef, b = fit_one(x[train], y[train])
+            oof[test] = 1 / (1 + np.exp(-(x[test] @ coef + b)))
+        best = (0.5, -1.0, 0.0, 0.0)
+        if y.sum() >= 5:
+            for th in grid:
+                p = oof >= th
+                tp = int((p & (y == 1)).sum())
+                prec, rec = tp / max(int(p.sum()), 1), tp / max(int(y.sum()), 1)
+                f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+                if f1 > best[1]:
+                    best = (float(th), f1, prec, rec)
+        coef, b = fit_one(x, y)
+        weights[t], bias[t], thresholds[t] = [round(float(v), 6) for v in coef], round(b, 6), best[0]
+        report[t] = {"support": int(y.sum()), "threshold": best[0], "cv_f1": round(max(best[1], 0.0), 3),
+                     "cv_precision": round(best[2], 3), "cv_recall": round(best[3], 3)}
+    meta = {"trained_on": {"writers": sorted(set(groups.tolist())), "turns": len(rows)}, "C": c}
+    return ActionModel(weights, bias, thresholds, meta), report
 
 
 __all__ = ["DialogueFile", "Example", "FitSettings", "Split", "collect", "dialogue_files", "load_conversations",

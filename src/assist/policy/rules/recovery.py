@@ -54,10 +54,11 @@ def late_case(cfg: PolicyConfig, order: Order, now: Any) -> tuple[Case, float] |
 
 
 def recovery_for_order(cfg: PolicyConfig, state: ConversationState, order: Order, case: Case, hours: float,
-                       *, rule: str, evidence: tuple[str, ...]) -> Proposal | None:
-    """The recovery proposal for one late order, or None when already offered in this conversation."""
+                       *, rule: str, evidence: tuple[str, ...], repeat: bool = False) -> Proposal | None:
+    """The recovery proposal for one late order, or None when already offered in this conversation
+    (``repeat``: offer it again, e.g. while the customer is still waiting)."""
     key = f"{case}:{order.order_id}"
-    if key in state.recoveries:
+    if key in state.recoveries and not repeat:
         return None
     tier = state.customer.tier if state.customer else None
     used_tier, allowance = cfg.recovery.allowance(tier, case)
@@ -108,13 +109,13 @@ def _late_orders(f: Facts) -> list[Proposal]:
     return []
 
 
-def _defect(f: Facts, j: DefectJudgment) -> list[Proposal]:
-    if not j.confirmed:
+def _defect(f: Facts, j: DefectJudgment, *, repeat: bool = False) -> list[Proposal]:
+    if not j.confirmed and not repeat:
         return []
     p = f.problem
     order = f.relevant_order()
     key = f"defect:{order.order_id if order else (p.id if p else 'turn')}"
-    if key in f.state.recoveries:
+    if key in f.state.recoveries and not repeat:
         return []
     tier, allowance = f.cfg.recovery.allowance(f.tier, "defect")
     return [Proposal(
@@ -130,3 +131,19 @@ def _defect(f: Facts, j: DefectJudgment) -> list[Proposal]:
 
 def propose(f: Facts, j: DefectJudgment) -> list[Proposal]:
     return _defect(f, j) + _late_orders(f)
+
+
+def offer(f: Facts, j: DefectJudgment) -> Proposal | None:
+    """The recovery the facts allow when the learned judgment wants one and no rule proposed it:
+    a late order's (even if offered before), else the tier's defect remedy for the open problem."""
+    late = [(o, *lc) for o in f.orders if (lc := late_case(f.cfg, o, f.now)) is not None]
+    late.sort(key=lambda t: (-t[2], t[0].order_id))
+    for o, case, hours in late:
+        prop = recovery_for_order(f.cfg, f.state, o, case, hours, rule=f"recovery.learned.{case}",
+                                  evidence=(f.ev_intent, f.ev_order(o)), repeat=True)
+        if prop is not None:
+            return prop
+    if f.problem is None:
+        return None
+    props = _defect(f, j, repeat=True)
+    return props[0] if props else None

@@ -227,7 +227,8 @@ def _runtime_parts(services: Any) -> tuple[Any, Any, Any]:
     if pipeline is None or shop is None:
         raise AssistError("the served runtime has no pipeline or shop")
     if engine is None:
-        engine = engine_for_shop(shop, services.settings.rules_dir, getattr(runtime, "dialogue", None))
+        engine = engine_for_shop(shop, services.settings.rules_dir, getattr(runtime, "dialogue", None),
+                                 getattr(runtime, "actions", None))
     return pipeline, engine, shop
 
 
