@@ -9,6 +9,7 @@ Client -> server::
     feedback{suggestion_id, outcome: accepted|dismissed|edited, edited_text?}
     resolve {}                                               the agent marks the problem solved
     resume  {last_seq}                                       replay every stored frame after last_seq
+    draft   {text, draft_id?}                                QA check of the agent's unsent text
     ping    {nonce?}
 
 Server -> client::
@@ -18,13 +19,15 @@ Server -> client::
     event    {event, data, actions, state?}    CRM hooks (order.shipped, profile.updated ...),
                                                feedback and resolve outcomes
     error    {code, message, ref?, turn_id?}
+    qa       {draft_id?, flags: [{code, reason, hint, spans}]}   the answer to a draft
     pong     {nonce?, server_time}
 
 ``seq``: frames that belong to the conversation's history (``ack`` of a turn/feedback/resolve,
 ``analysis``, ``event``) carry the conversation's next sequence number and are stored, so
 ``resume(last_seq)`` replays them after a reconnect or a restart. Frames that only answer this
-connection (``pong``, ``error``, the ``ack`` of ``hello``, the ``ack`` of a repeated ``turn_id``)
-have ``seq: null`` and are never replayed.
+connection (``pong``, ``error``, ``qa``, the ``ack`` of ``hello``, the ``ack`` of a repeated
+``turn_id``) have ``seq: null`` and are never replayed. A ``draft`` is checked and forgotten: it
+is not a turn, changes no state and is not stored; only the ``turn`` the agent finally sends is.
 """
 
 from __future__ import annotations
@@ -110,16 +113,24 @@ class ResumeFrame(_ClientFrame):
     last_seq: int = Field(ge=0, description="the last seq the client has; every stored frame after it is replayed")
 
 
+class DraftFrame(_ClientFrame):
+    """What the agent is typing, before it is sent: answered with a ``qa`` frame, never stored."""
+
+    type: Literal["draft"] = "draft"
+    text: str = Field(description="the whole unsent text (empty: nothing to check)")
+    draft_id: str | int | None = Field(None, description="echoed in the qa frame, so a console can drop stale answers")
+
+
 class PingFrame(_ClientFrame):
     type: Literal["ping"] = "ping"
     nonce: str | int | None = None
 
 
 ClientFrame = Annotated[
-    HelloFrame | TurnFrame | FeedbackFrame | ResolveFrame | ResumeFrame | PingFrame,
+    HelloFrame | TurnFrame | FeedbackFrame | ResolveFrame | ResumeFrame | DraftFrame | PingFrame,
     Field(discriminator="type"),
 ]
-_CLIENT_TYPES = {"hello", "turn", "feedback", "resolve", "resume", "ping"}
+_CLIENT_TYPES = {"hello", "turn", "feedback", "resolve", "resume", "draft", "ping"}
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 
 
@@ -130,7 +141,7 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
     error frame can say which request it answers):
         BadFrameError: not JSON, not an object, missing/invalid fields, unsupported ``v``.
         UnknownFrameError: a ``type`` this protocol version does not have.
-        TextTooLongError: a turn's text is longer than ``max_text_chars``.
+        TextTooLongError: a turn's or a draft's text is longer than ``max_text_chars``.
     """
     try:
         obj = json.loads(raw)
@@ -154,8 +165,8 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"][1:]) or "<frame>"  # [0] is the union tag
         raise BadFrameError(f"{ftype}: {loc}: {err['msg']}", details=ref) from None
-    if isinstance(frame, TurnFrame) and len(frame.text) > max_text_chars:
-        raise TextTooLongError(f"turn text has {len(frame.text)} characters; the limit is {max_text_chars}",
+    if isinstance(frame, TurnFrame | DraftFrame) and len(frame.text) > max_text_chars:
+        raise TextTooLongError(f"{frame.type} text has {len(frame.text)} characters; the limit is {max_text_chars}",
                                details=ref)
     return frame  # type: ignore[no-any-return]
 
@@ -210,6 +221,29 @@ class ErrorFrame(_ServerFrame):
     turn_id: str | None = None
 
 
+class QaSpan(BaseModel):
+    start: int = Field(description="character (code point) offset into the draft's text")
+    end: int
+    text: str = Field(description="the matched text; personal data is masked")
+
+
+class QaFlag(BaseModel):
+    """One problem in a draft: the same check, reason and hint as the ``qa_alert`` of a sent agent turn."""
+
+    code: str = Field(description="forbidden_promise · superlative · rude · personal_data · promise_tracked")
+    reason: str
+    hint: str = Field(description="what to write instead (the qa_alert's script)")
+    spans: list[QaSpan] = Field(default_factory=list)
+
+
+class QaFrame(_ServerFrame):
+    """The QA check of a ``draft``, most serious flag first. Answers one connection; never stored."""
+
+    type: Literal["qa"] = "qa"
+    draft_id: str | int | None = None
+    flags: list[QaFlag] = Field(default_factory=list)
+
+
 class PongFrame(_ServerFrame):
     type: Literal["pong"] = "pong"
     nonce: str | int | None = None
@@ -217,7 +251,7 @@ class PongFrame(_ServerFrame):
 
 
 ServerFrame = Annotated[
-    AckFrame | AnalysisFrame | EventFrame | ErrorFrame | PongFrame, Field(discriminator="type")
+    AckFrame | AnalysisFrame | EventFrame | ErrorFrame | QaFrame | PongFrame, Field(discriminator="type")
 ]
 server_frame_adapter: TypeAdapter[Any] = TypeAdapter(ServerFrame)
 

@@ -11,6 +11,9 @@ One :class:`WsSession` per connection. It owns
 - the replay cursor: the highest ``seq`` queued, so live frames and a ``resume`` replay interleave
   without gaps or duplicates.
 
+A ``draft`` (the agent's unsent text) is checked by the policy's agent-text check and answered
+with a ``qa`` frame on this connection only: nothing is stored and no ``seq`` is used.
+
 Bad input (malformed JSON, unknown types, missing fields, oversized text, frames out of phase,
 unknown conversations) is answered with an ``error`` frame and the connection stays usable.
 The conversation logic (ordering, idempotency, persistence) lives in
@@ -24,11 +27,13 @@ import contextlib
 import hmac
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from assist.errors import AssistError, NotReadyError, StateError
+from assist.policy.quality import check_text
 from assist.service.conversations import ConversationService, StoredFrame
 from assist.service.deps import AppServices
 from assist.service.errors import (
@@ -40,11 +45,14 @@ from assist.service.errors import (
 )
 from assist.service.frames import (
     AckFrame,
+    DraftFrame,
     ErrorFrame,
     FeedbackFrame,
     HelloFrame,
     PingFrame,
     PongFrame,
+    QaFlag,
+    QaFrame,
     ResolveFrame,
     ResumeFrame,
     SessionPhase,
@@ -59,6 +67,18 @@ router = APIRouter()
 
 # Frames fetched per store round trip while replaying a resume.
 _REPLAY_PAGE = 200
+
+
+def check_draft(engine: Any, text: str, now: datetime) -> list[QaFlag]:
+    """The QA flags of an unsent agent text, most serious first.
+
+    The word-list and pattern part of ``Policy.check_agent_turn`` (the same ``qa_alert``
+    proposals a sent turn gets, spans included), without the response-time and promise-deadline
+    checks: those judge a message when it is sent, and a draft has not been.
+    """
+    proposals = sorted(check_text(engine.policy.config, text, now), key=lambda p: -p.score) if text else []
+    return [QaFlag(code=p.details["code"], reason=p.reason, hint=p.script, spans=p.details["spans"])
+            for p in proposals]
 
 
 class WsSession:
@@ -189,13 +209,15 @@ class WsSession:
                 self._on_command(frame)
             elif isinstance(frame, ResumeFrame):
                 await self._on_resume(frame.last_seq)
+            elif isinstance(frame, DraftFrame):
+                await self._on_draft(frame)
         except AssistError as exc:
             details = exc.details if isinstance(exc.details, dict) else {}
             self._send_error(exc, ref or details.get("ref"), turn_id or details.get("turn_id"))
         except Exception as exc:
             self._send_error(internal_error(f"ws frame {ref} of {self.conversation_id}", exc), ref, turn_id)
 
-    def _send_now(self, frame: AckFrame | ErrorFrame | PongFrame) -> None:
+    def _send_now(self, frame: AckFrame | ErrorFrame | PongFrame | QaFrame) -> None:
         """Queue a connection-only frame (``seq`` null): answers, not conversation history."""
         if self.phase is not SessionPhase.closed:
             self._enqueue(dump_frame(frame))
@@ -281,6 +303,14 @@ class WsSession:
 
         service.spawn(run())
 
+    async def _on_draft(self, frame: DraftFrame) -> None:
+        # Awaited in the reader, so the answers leave in the order the drafts came; the check is
+        # regexes over at most max_text_chars, run on the CPU pool like the engine.
+        engine = self._service().engine
+        loop = asyncio.get_running_loop()
+        flags = await loop.run_in_executor(self.services.cpu, check_draft, engine, frame.text, datetime.now(UTC))
+        self._send_now(QaFrame(conversation_id=self.conversation_id, draft_id=frame.draft_id, flags=flags))
+
     async def _on_resume(self, last_seq: int) -> None:
         """Replay every stored frame after ``last_seq``, then continue live without a gap."""
         service = self._service()
@@ -311,6 +341,6 @@ class WsSession:
 
 @router.websocket("/v1/ws")
 async def websocket_endpoint(ws: WebSocket) -> None:
-    """Protocol v1 (DESIGN §4): hello, turn, feedback, resolve, resume, ping."""
+    """Protocol v1 (DESIGN §4): hello, turn, feedback, resolve, resume, draft, ping."""
     services: AppServices = ws.app.state.services
     await WsSession(ws, services).run()
