@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # analysis frame on the event loop cost ~10 % of its time under load (bench/ws_load.py).
     ws_compression: bool = False
     api_token: str = ""  # empty: no auth (dev only)
+    # /docs (Swagger UI): "local" serves it with the assets shipped by the fastapi-offline wheel
+    # (nothing from a CDN); "off" turns it off (the schema stays at /openapi.json and in
+    # openapi.yaml). No /redoc either way: its bundle loads its logo from a CDN.
+    docs: Literal["local", "off"] = "local"
     webhook_url: str = ""
     webhook_secret: str = "changethis"
     log_level: str = "INFO"

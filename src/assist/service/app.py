@@ -29,7 +29,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import assist
-from assist.service import ws
+from assist.service import pages, ws
 from assist.service.batcher import EmbedBatcher
 from assist.service.conversations import ConversationService
 from assist.service.deps import AppServices, require_token
@@ -230,6 +230,9 @@ def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
             "(`/v1/ws`, frames with `\"v\": 1`) is described by the `ClientFrame` and `ServerFrame` schemas."
         ),
         lifespan=lifespan,
+        # /docs is served by pages.add_docs from local assets (FastAPI's own pages use a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     install_handlers(app)
@@ -241,6 +244,8 @@ def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
     app.include_router(crm.router, dependencies=auth)
     _include_replay(app, auth)
     app.include_router(ws.router)
+    pages.add_console(app)
+    pages.add_docs(app, settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
