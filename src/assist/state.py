@@ -388,6 +388,13 @@ def on_customer_turn(
         problem = problem.model_copy(update={"resolved": True, "resolved_by": "customer"})
         stage = Stage.resolved
         resolved = True
+    escalations = state.open_escalations
+    if problem is not None and problem.resolved and not problem.complaint and any(
+            not e.closed and e.problem_id == problem.id for e in escalations):
+        # The customer says the problem is solved: what was escalated for it is settled too (not a
+        # complaint: a thank-you after "12315" does not settle the complaint).
+        escalations = [e.model_copy(update={"closed": True}) if e.problem_id == problem.id else e
+                       for e in escalations]
     skus = list(analysis.skus_mentioned)
     if problem is not None and problem.sku:
         skus.append(problem.sku)
@@ -397,6 +404,7 @@ def on_customer_turn(
     return state.model_copy(update={
         "stage": stage,
         "problem": problem,
+        "open_escalations": escalations,
         "problems_seen": state.problems_seen + int(is_new),
         "products_in_context": _append_bounded(state.products_in_context, skus, PRODUCTS_KEPT, unique=True),
         "kb_categories": kb_categories,

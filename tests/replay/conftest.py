@@ -34,7 +34,8 @@ def _load(shop_dir: Path) -> Loaded:
     if reason:
         pytest.skip(reason)
     runtime = load_runtime(settings, progress=False)
-    return Loaded(settings, runtime, engine_for_shop(runtime.shop, settings.rules_dir))
+    return Loaded(settings, runtime, engine_for_shop(runtime.shop, settings.rules_dir, runtime.dialogue,
+                                                     runtime.actions))
 
 
 @pytest.fixture(scope="session")

@@ -123,15 +123,20 @@ class _Recorder:
     what the action model must learn to rely on (not the in-sample probabilities)."""
 
     def __init__(self, engine: Engine, golds: dict[tuple[str, str], tuple[str, str, Gold]],
-                 model_for: Callable[[str], DialogueModel | None]) -> None:
+                 model_for: Callable[[str], DialogueModel | None],
+                 actions_for: Callable[[str], ActionModel | None] | None = None) -> None:
         self.engine = engine
         self.golds = golds
         self.model_for = model_for
+        self.actions_for = actions_for
         self.writer_of = {c: w for (c, _), (w, _, _) in golds.items()}
         self.examples: list[Example] = []
 
     def new_conversation(self, conversation_id: str, *a: Any, **kw: Any) -> ConversationState:
-        self.engine.dialogue = self.model_for(self.writer_of.get(conversation_id, ""))
+        writer = self.writer_of.get(conversation_id, "")
+        self.engine.dialogue = self.model_for(writer)
+        # training only: the policy's learned judgment is swapped per writer (cross-fitting)
+        self.engine.policy.actions = self.actions_for(writer) if self.actions_for else None
         return self.engine.new_conversation(conversation_id, *a, **kw)
 
     def agent_turn(self, *a: Any, **kw: Any) -> StepResult:
@@ -149,7 +154,8 @@ class _Recorder:
 
 def collect(settings: Settings, by_shop: dict[str, list[tuple[DialogueFile, ParsedConversation]]],
             model_for: Callable[[str], DialogueModel | None], *, root: Path = REPO,
-            progress: Callable[[str], None] | None = None) -> list[Example]:
+            progress: Callable[[str], None] | None = None,
+            actions_for: Callable[[str], ActionModel | None] | None = None) -> list[Example]:
     """Replay every conversation of ``by_shop`` with its shop's runtime; one example per labelled customer turn."""
     from assist.replay.run import Replayer, engine_for_shop
     from assist.runtime import load_runtime
@@ -162,7 +168,7 @@ def collect(settings: Settings, by_shop: dict[str, list[tuple[DialogueFile, Pars
         golds = {(c.conversation.conversation_id, t.turn_id): (f.writer, shop, t.gold)
                  for f, c in items for t in c.conversation.turns
                  if t.role == "customer" and t.gold is not None}
-        rec = _Recorder(engine_for_shop(rt.shop, settings.rules_dir), golds, model_for)
+        rec = _Recorder(engine_for_shop(rt.shop, settings.rules_dir), golds, model_for, actions_for)
         Replayer(rt.pipeline, rec).run([c for _, c in items], now=datetime.fromisoformat("2026-12-01T00:00:00+08:00"))  # type: ignore[arg-type]
         out.extend(rec.examples)
     return out
@@ -338,7 +344,7 @@ def _macro_f1(y: np.ndarray, p: np.ndarray, k: int) -> float:
     return float(np.mean(f1s)) if f1s else 0.0
 
 
-def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: int = 2,
+def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: int = 2, action_rounds: int = 2,
                    fs: FitSettings | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train on the tuning writers and shops of ``split.yaml``, save to ``out``; return the report."""
     fs = fs or FitSettings()
@@ -407,7 +413,14 @@ def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: 
     model.save(out)
     # The action judgment learns from the last round's decision features, which were computed with
     # the previous round's cross-fitted signals (never a writer's own in-sample probabilities).
-    actions, report["actions"] = train_actions(examples)
+    actions, report["actions"], afolds = train_actions(examples)
+    for _ in range(action_rounds - 1):
+        # Replay with the action judgment in the loop (each writer with the one that never saw
+        # them) and learn again from the states it leads to: its own escalations and recoveries
+        # change what later turns look like, which the rules-only replay never showed it.
+        examples = collect(settings, by_shop, model_for, root=root, progress=progress,
+                           actions_for=lambda w, afolds=afolds, full=actions: afolds.get(w, full))
+        actions, report["actions"], afolds = train_actions(examples)
     actions.save(out / "actions.json")
     if progress:
         progress("actions: " + ", ".join(f"{t} F1 {v['cv_f1']}" for t, v in report["actions"].items()))
@@ -417,7 +430,8 @@ def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: 
     return report
 
 
-def train_actions(examples: Sequence[Example], c: float = 0.5) -> tuple[ActionModel, dict[str, Any]]:
+def train_actions(examples: Sequence[Example], c: float = 0.5,
+                  ) -> tuple[ActionModel, dict[str, Any], dict[str, ActionModel]]:
     """One logistic regression per action type over the decision features; thresholds by
     leave-one-writer-out F1 over the tuning writers."""
     from sklearn.linear_model import LogisticRegression
@@ -430,6 +444,9 @@ def train_actions(examples: Sequence[Example], c: float = 0.5) -> tuple[ActionMo
     thresholds: dict[str, float] = {}
     report: dict[str, Any] = {}
     grid = np.round(np.arange(0.2, 0.86, 0.05), 2)
+    writers = sorted(set(groups.tolist()))
+    fold_w: dict[str, dict[str, list[float]]] = {w: {} for w in writers}
+    fold_b: dict[str, dict[str, float]] = {w: {} for w in writers}
 
     def fit_one(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, float]:
         if ys.min() == ys.max():
@@ -441,10 +458,11 @@ def train_actions(examples: Sequence[Example], c: float = 0.5) -> tuple[ActionMo
     for t in ACTION_TYPES:
         y = np.array([t in (e.gold.actions or []) for e in rows], dtype=int)
         oof = np.zeros(len(rows))
-        for w in sorted(set(groups)):
+        for w in writers:
             test, train = groups == w, groups != w
             coef, b = fit_one(x[train], y[train])
             oof[test] = 1 / (1 + np.exp(-(x[test] @ coef + b)))
+            fold_w[w][t], fold_b[w][t] = [float(v) for v in coef], float(b)
         best = (0.5, -1.0, 0.0, 0.0)
         if y.sum() >= 5:
             for th in grid:
@@ -458,8 +476,9 @@ def train_actions(examples: Sequence[Example], c: float = 0.5) -> tuple[ActionMo
         weights[t], bias[t], thresholds[t] = [round(float(v), 6) for v in coef], round(b, 6), best[0]
         report[t] = {"support": int(y.sum()), "threshold": best[0], "cv_f1": round(max(best[1], 0.0), 3),
                      "cv_precision": round(best[2], 3), "cv_recall": round(best[3], 3)}
-    meta = {"trained_on": {"writers": sorted(set(groups.tolist())), "turns": len(rows)}, "C": c}
-    return ActionModel(weights, bias, thresholds, meta), report
+    meta = {"trained_on": {"writers": writers, "turns": len(rows)}, "C": c}
+    folds = {w: ActionModel(fold_w[w], fold_b[w], thresholds, {}) for w in writers}
+    return ActionModel(weights, bias, thresholds, meta), report, folds
 
 
 __all__ = ["DialogueFile", "Example", "FitSettings", "Split", "collect", "dialogue_files", "load_conversations",

@@ -54,6 +54,10 @@ def solved_by(f: Facts, earlier: list[Proposal] | None = None) -> str | None:
     if p is None and f.state.resolved:
         return "agent_resolved"
     asking_now = any(x.type in (ActionType.answer, ActionType.clarify) for x in earlier or [])
+    if p is not None and p.family in f.cfg.cross_sell.presale_families and f.signals.purchase \
+            and not f.signals.retry and f.signals.learned:
+        # "那就L码吧" / "刷头怎么卖": the customer is deciding what to buy, the moment for a complement
+        return "purchase_decision"
     # With the dialogue model the customer must say so (a decision or a thank-you); the word lists
     # alone only ask that nothing is being answered now.
     decided = f.signals.confirmed or f.signals.purchase or not f.signals.learned
@@ -83,11 +87,14 @@ def gate(f: Facts, earlier: list[Proposal]) -> Gate:
         blocked.append("problem_still_open_now")
     if f.state.customer is not None and f.state.customer.opt_out_marketing:
         blocked.append("opted_out")
-    unaccepted = sum(1 for x in f.state.suggestions.values()
-                     if x.type == ActionType.cross_sell.value and x.status not in ("accepted", "edited"))
-    if unaccepted >= cfg.max_per_conversation:
+    if unaccepted_cross_sells(f) >= cfg.max_per_conversation:
         blocked.append("cross_sell_limit")
     return Gate(ok=not blocked, solved_by=how, blocked=tuple(blocked))
+
+
+def unaccepted_cross_sells(f: Facts) -> int:
+    return sum(1 for x in f.state.suggestions.values()
+               if x.type == ActionType.cross_sell.value and x.status not in ("accepted", "edited"))
 
 
 @dataclass(frozen=True)
