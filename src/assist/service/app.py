@@ -67,7 +67,8 @@ def _build_engine(runtime: Any, settings: Settings) -> Any:
         return engine
     from assist.engine import Engine
 
-    return Engine.from_shop(runtime.shop, settings.rules_dir)
+    return Engine.from_shop(runtime.shop, settings.rules_dir, getattr(runtime, "dialogue", None),
+                            getattr(runtime, "actions", None))
 
 
 def _retriever_builder(pipeline: Any, settings: Settings) -> Callable[[list[Any]], Any]:
