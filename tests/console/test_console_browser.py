@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,24 @@ def test_listen_in_shows_a_python_driven_conversation_live(page: Any, server: Se
         assert page.locator("#messages").is_hidden() and page.locator("#composer").is_hidden()
         screenshot(page, "panel-alone")
         assert page.log.errors == [] and page.log.foreign == []
+
+
+def test_a_crm_delay_brings_recovery_and_care_cards_live(page: Any, server: Server) -> None:
+    paid = (datetime.now(UTC) - timedelta(days=4)).isoformat()
+    profile = {"id": "u-delay", "tier": "vip", "orders": [
+        {"order_id": "o-delay", "sku": "HA-WH-001", "status": "paid", "paid_at": paid}]}
+    with driver(server, "console-delay", customer=profile) as other:
+        other.turn("c1", "我的热水器付款四天了怎么还没发货？")
+        open_console(page, server, "?conversation=console-delay")
+        page.wait_for_selector('.card[data-action-type="answer"]')
+        event = {"customer_id": "u-delay", "order_id": "o-delay", "type": "delayed",
+                 "ts": datetime.now(UTC).isoformat()}
+        httpx.post(f"{server.url}/v1/orders/events", json=event).raise_for_status()
+        page.wait_for_selector('.system[data-event="order.delayed"]')
+        page.wait_for_selector('.card[data-action-type="care"]')
+        recovery = page.locator('.card[data-action-type="recovery"]')
+        assert recovery.count() == 1 and "VIP" in recovery.inner_text(), card_types(page)
+        screenshot(page, "crm-delay-recovery-care")
 
 
 def test_docs_load_nothing_from_elsewhere(page: Any, server: Server) -> None:

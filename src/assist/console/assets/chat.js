@@ -4,7 +4,7 @@
 // {"type": "qa"} frame's spans are underlined in a backdrop behind the textarea, before Enter.
 
 import { h, marked } from "./dom.js";
-import { INTENT, SENTIMENT } from "./labels.js";
+import { INTENT, ORDER_EVENT, SENTIMENT } from "./labels.js";
 
 const DRAFT_DEBOUNCE_MS = 250;
 
@@ -173,7 +173,9 @@ export class Chat {
   }
 
   _event(e) {
-    const text = EVENT_TEXT[e.event] || (e.event.startsWith("order.") ? `订单事件：${e.event.slice(6)}` : e.event);
+    const order = e.event.startsWith("order.") ? e.event.slice(6) : null;
+    const text = EVENT_TEXT[e.event]
+      || (order ? `订单 ${e.data?.order_id || ""} ${ORDER_EVENT[order] || order}` : e.event);
     return h("li", { class: "system", dataset: { event: e.event } }, text);
   }
 }

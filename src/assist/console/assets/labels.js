@@ -52,3 +52,13 @@ export const CONNECTION = {
   reconnecting: "重连中…",
   auth: "需要令牌",
 };
+
+export const ORDER_EVENT = {
+  paid: "已付款",
+  shipped: "已发货",
+  delivered: "已签收",
+  delayed: "物流延迟",
+  cancelled: "已取消",
+  refunded: "已退款",
+  exception: "物流异常",
+};
