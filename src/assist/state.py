@@ -42,7 +42,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from assist.errors import SuggestionNotFound
-from assist.types import Analysis, ClarifyDetails, Intent, KeyedDetails, Outcome, QaDetails, SentimentLabel
+from assist.types import (
+    Analysis,
+    ClarifyDetails,
+    EscalateDetails,
+    Intent,
+    KeyedDetails,
+    Outcome,
+    QaDetails,
+    SentimentLabel,
+)
 
 if TYPE_CHECKING:  # the policy imports this module; only type names flow back
     from assist.policy.actions import Action
@@ -53,6 +62,8 @@ SENTIMENT_WINDOW = 10
 CUSTOMER_TEXTS_KEPT = 30
 PRODUCTS_KEPT = 12
 AGENT_TEXT_KEPT = 300
+# Escalation reasons a customer's "solved" does not settle.
+_UNSETTLED_BY_THANKS = frozenset({"threat", "anger", "complaint", "safety"})
 
 
 class Stage(StrEnum):
@@ -190,6 +201,7 @@ class Suggestion(_Frozen):
 class Escalation(_Frozen):
     id: str = Field(description="id of the escalate action")
     reason: str
+    codes: list[str] = Field(default_factory=list, description="reason codes (threat, anger, defect ...)")
     opened_at: datetime | None = None
     problem_id: str | None = None
     closed: bool = False
@@ -391,9 +403,10 @@ def on_customer_turn(
     escalations = state.open_escalations
     if problem is not None and problem.resolved and not problem.complaint and any(
             not e.closed and e.problem_id == problem.id for e in escalations):
-        # The customer says the problem is solved: what was escalated for it is settled too (not a
-        # complaint: a thank-you after "12315" does not settle the complaint).
-        escalations = [e.model_copy(update={"closed": True}) if e.problem_id == problem.id else e
+        # The customer says the problem is solved: an escalation for the fault itself is settled too;
+        # one for a threat, anger or a complaint is not (a thank-you after "12315" settles nothing).
+        escalations = [e.model_copy(update={"closed": True})
+                       if e.problem_id == problem.id and not set(e.codes) & _UNSETTLED_BY_THANKS else e
                        for e in escalations]
     skus = list(analysis.skus_mentioned)
     if problem is not None and problem.sku:
@@ -514,7 +527,8 @@ def on_actions(state: ConversationState, actions: Sequence[Action], ts: datetime
             pid = problem.id if problem else None
             # One open escalation per problem: proposing it again (still warranted) does not open another.
             if not any(not e.closed and e.problem_id == pid for e in escalations):
-                escalations.append(Escalation(id=a.id, reason=a.reason, opened_at=ts, problem_id=pid))
+                codes = list(d.reasons) if isinstance(d, EscalateDetails) else []
+                escalations.append(Escalation(id=a.id, reason=a.reason, codes=codes, opened_at=ts, problem_id=pid))
             if problem is not None:
                 problem = problem.model_copy(update={"escalated": True})
         elif kind == "cross_sell" and a.sku:

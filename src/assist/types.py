@@ -151,6 +151,10 @@ class KeyedDetails(Details):
     order_id: str | None = None
 
 
+class EscalateDetails(KeyedDetails):
+    reasons: list[str] = Field(default_factory=list, description="why: threat, anger, complaint, safety, defect ...")
+
+
 class ClarifyDetails(Details):
     kind: str = Field("question", description="which question was asked (tried_guidance, kb:<id>, generic, greeting)")
 

@@ -128,3 +128,22 @@ def test_info_provided_stays_on_the_open_problem() -> None:
     model.next = learned("info_provided")
     chat.customer(analysis("订单号 o1", Intent.logistics, conf=0.7))
     assert chat.state.problem.id == problem.id
+
+
+def test_a_solved_fault_settles_its_escalation_but_a_threat_stays_open() -> None:
+    chat, model = _chat(customer(order("o1", "WH-1", paid=at(days=-20), delivered=at(days=-15))))
+    chat.customer(analysis("热水器不出热水", Intent.usage_howto, hits=[("wh-not-hot", 0.9)], skus=["WH-1"]))
+    chat.agent("亲，把温度调到50℃试试")
+    model.next = learned("guidance_failed")
+    assert of_type(chat.customer(analysis("调了 还是凉的", Intent.product_defect, hits=[("wh-defect", 0.8)])),
+                   "escalate")
+    chat.agent("给您安排师傅上门")
+    model.next = learned("solved")
+    chat.customer(analysis("师傅修好了 出热水了 谢谢", Intent.greeting_thanks, sentiment="positive"))
+    assert not chat.state.escalation_open
+    chat2, model2 = _chat(customer())
+    chat2.customer(analysis("再不发货我就打12315", Intent.complaint, sentiment="negative"))
+    chat2.agent("非常抱歉，马上催")
+    model2.next = learned("solved")
+    chat2.customer(analysis("好吧 谢谢", Intent.greeting_thanks))
+    assert chat2.state.escalation_open

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assist.types import AnswerDetails, ClarifyDetails, Details, KeyedDetails, QaDetails
+from assist.types import AnswerDetails, ClarifyDetails, Details, EscalateDetails, KeyedDetails, QaDetails
 
 
 class ActionType(StrEnum):
@@ -29,7 +29,7 @@ class ActionType(StrEnum):
 DETAILS: dict[ActionType, type[Details]] = {
     ActionType.answer: AnswerDetails,
     ActionType.clarify: ClarifyDetails,
-    ActionType.escalate: KeyedDetails,
+    ActionType.escalate: EscalateDetails,
     ActionType.quality_report: Details,
     ActionType.recovery: KeyedDetails,
     ActionType.care: KeyedDetails,

@@ -43,23 +43,12 @@ from pydantic import ValidationError as PydanticValidationError
 from assist.errors import BadFrameError, TextTooLongError, UnknownFrameError
 from assist.policy.actions import Action
 from assist.state import ConversationState, CustomerProfile
-from assist.types import IntentResult, Retrieval, SentimentResult
+from assist.types import IntentResult, Outcome, Retrieval, Role, SentimentResult
 
 PROTOCOL_VERSION = 1
 
 # Ids travel in URLs (REST) and logs: no whitespace or slashes, bounded length.
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
-
-
-class Role(StrEnum):
-    customer = "customer"
-    agent = "agent"
-
-
-class Outcome(StrEnum):
-    accepted = "accepted"
-    dismissed = "dismissed"
-    edited = "edited"
 
 
 class SessionPhase(StrEnum):
