@@ -147,3 +147,23 @@ def test_a_solved_fault_settles_its_escalation_but_a_threat_stays_open() -> None
     model2.next = learned("solved")
     chat2.customer(analysis("好吧 谢谢", Intent.greeting_thanks))
     assert chat2.state.escalation_open
+
+
+def test_no_cross_sell_while_the_customer_is_asking_or_after_a_defect() -> None:
+    chat, model = _chat(customer())
+    chat.customer(analysis("宝宝20斤穿什么码", Intent.presale_product, hits=[("dp-size", 0.9)], skus=["DP-L"]))
+    chat.agent("亲，20斤选L码")
+    model.next = learned("purchase_decision")
+    assert not of_type(chat.customer(analysis("那就L码 一共多少钱?", Intent.presale_product, conf=0.6)), "cross_sell")
+    model.next = learned("purchase_decision")
+    assert of_type(chat.customer(analysis("那就L码吧", Intent.presale_product, conf=0.6)), "cross_sell")
+
+
+def test_no_cross_sell_after_a_product_defect_even_once_solved() -> None:
+    chat, model = _chat(customer(order("o1", "DP-M", paid=at(days=-3))))
+    model.next = learned("damage")
+    chat.customer(analysis("纸尿裤破了好几片", Intent.product_defect, skus=["DP-M"]))
+    chat.agent("给您补发一包")
+    model.next = learned("solved")
+    acts = chat.customer(analysis("好的 谢谢", Intent.greeting_thanks, sentiment="positive"))
+    assert not of_type(acts, "cross_sell")

@@ -141,6 +141,7 @@ class Signals(_Cfg):
     shipping: PatternSet = PatternSet()
     batch: PatternSet = PatternSet()
     holding: PatternSet = PatternSet()
+    question: PatternSet = PatternSet()
 
 
 class AnswerCfg(_Cfg):

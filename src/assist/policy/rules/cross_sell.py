@@ -3,6 +3,7 @@
 Two explicit halves, each testable alone:
 
 :func:`gate` — is this the moment? All of:
+  - the customer is not asking anything in this turn, and the problem was not a product defect;
   - the problem is solved: the customer confirmed after an answer, the agent resolved it, or a
     presale question was answered in an earlier step (never in the same breath as the answer);
   - the recent sentiment is not negative (this turn not negative and the mean of the last
@@ -85,6 +86,12 @@ def gate(f: Facts, earlier: list[Proposal]) -> Gate:
         blocked.append("complaint_or_escalation_open")
     if any(x.type in _BLOCKING_NOW for x in earlier) or f.signals.retry:
         blocked.append("problem_still_open_now")
+    if f.cfg.signals.question.hit(f.analysis.normalised or f.analysis.text):
+        # "那两样一起拍，一共是3158对吧?": answer the question first, suggest after
+        blocked.append("customer_asking")
+    if p is not None and p.defect:
+        # a product of ours failed in this problem: no selling until the customer has it working
+        blocked.append("defect_problem")
     if f.state.customer is not None and f.state.customer.opt_out_marketing:
         blocked.append("opted_out")
     if unaccepted_cross_sells(f) >= cfg.max_per_conversation:
