@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = {"threat": "threat_insult", "safety": "safety", "damage": "damage", "repeat_contact": "repeat_contact",
+PAIRS = {"solved": "solved", "threat": "threat_insult", "safety": "safety", "damage": "damage", "repeat_contact": "repeat_contact",
          "retry": "guidance_failed", "confirm": "solved", "affirm": "affirm", "deny": "deny"}
 
 
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                      sentiment=sentiment.predict(norm, tokens, vec), kb=Retrieval(hits=[], answered=False))
         s = extract_signals(cfg, a)
         for name, sig in PAIRS.items():
-            hit = bool(getattr(s, {"confirm": "confirmed"}.get(name, name)))
+            hit = cfg.signals.solved.hit(norm) if name == "solved" else \
+                bool(getattr(s, {"confirm": "confirmed"}.get(name, name)))
             counts[name][0] += hit
             counts[name][1] += hit and sig in gold
             counts[name][2] += sig in gold

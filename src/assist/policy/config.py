@@ -118,13 +118,14 @@ class Signals(_Cfg):
     confirm_overrides_intent_below: float = 0.6
     # With a trained dialogue model the learned signals decide; these word lists still fire on top
     # of it as overrides. Measured on the tuning dialogues (scripts/override_precision.py, table in
-    # models/MODEL_CARD.md): threat 0.81 precision stays; safety (0.43) stays because a missed
-    # hazard costs more than a needless escalation; damage (0.39), repeat_contact (0.70), retry,
-    # confirm, affirm and deny fall below 0.8 and are left to the model. goodbye, shipping and batch
-    # are facts of the text (no judgment) and stay.
+    # models/MODEL_CARD.md): threat (0.81) and the narrow `solved` list (0.80) stay; safety (0.43)
+    # stays because a missed hazard costs more than a needless escalation; damage (0.39),
+    # repeat_contact (0.70), retry, confirm, affirm and deny fall below 0.8 and are left to the
+    # model. goodbye, shipping and batch are facts of the text (no judgment) and stay.
     learned_overrides: list[str] = Field(default_factory=lambda: [
-        "threat", "safety", "goodbye", "shipping", "batch"])
+        "threat", "solved", "safety", "goodbye", "shipping", "batch"])
     confirm: PatternSet = PatternSet()
+    solved: PatternSet = PatternSet()
     goodbye: PatternSet = PatternSet()
     retry: PatternSet = PatternSet()
     affirm: PatternSet = PatternSet()

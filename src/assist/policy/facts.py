@@ -98,7 +98,8 @@ def with_learned(cfg: PolicyConfig, rx: TurnSignals, fired: frozenset[str], prob
     if "damage" in fired and not damage:
         damage = ["damage"]
     retry = "guidance_failed" in fired or listed("retry")
-    confirmed = ("solved" in fired or listed("confirm")) and not retry and not threat
+    said_solved = "solved" in keep and cfg.signals.solved.hit(analysis.normalised or analysis.text.lower())
+    confirmed = ("solved" in fired or listed("confirm") or said_solved) and not retry and not threat
     family = cfg.family_of(analysis.intent.label)
     if confirmed and analysis.intent.confidence < cfg.signals.confirm_overrides_intent_below:
         family = None

@@ -16,7 +16,9 @@ rules proposed and why, the problem's stage, the order facts, the cross-sell gat
   the same facts (escalate, care, clarify, a quality report of the open problem, the recovery the
   tier allows);
 - **cross-sell is never added**: the solve-first gate is a hard constraint. The model can only
-  withhold a cross-sell the gate allowed.
+  withhold a cross-sell the gate allowed;
+- a type whose judgment did not hold up in cross-validation (F1 under ``MIN_CV_F1`` on writers the
+  fold never saw) is left to the rules entirely: threshold ``None``.
 
 Trained by :mod:`assist.training.dialogue` (thresholds by leave-one-writer-out cross-validation
 over the tuning writers) and stored as ``actions.json`` beside the dialogue model.
@@ -98,7 +100,9 @@ class ActionModel:
 
     weights: dict[str, list[float]]
     bias: dict[str, float]
-    thresholds: dict[str, float]
+    # None: the data does not support judging this type (cross-validated F1 too low), so the rules
+    # decide it alone.
+    thresholds: dict[str, float | None]
     meta: dict[str, Any]
 
     def probabilities(self, x: list[float]) -> dict[str, float]:
@@ -172,7 +176,7 @@ def refine(model: ActionModel, f: Facts, props: list[Proposal], j: DefectJudgmen
     out: list[Proposal] = []
     for prop in props:
         t = prop.type.value
-        if t not in probs:  # qa alerts are not the model's business
+        if t not in probs or model.thresholds.get(t) is None:  # qa alerts, or a type the rules decide
             out.append(prop)
             continue
         protected = t == "escalate" and _PROTECTED & set(prop.details.get("reasons", []))
@@ -180,7 +184,8 @@ def refine(model: ActionModel, f: Facts, props: list[Proposal], j: DefectJudgmen
             out.append(prop)
     have = {p.type.value for p in out}
     for t in TYPES:
-        if t == "cross_sell" or t in have or probs[t] < model.thresholds[t]:
+        th = model.thresholds.get(t)
+        if t == "cross_sell" or t in have or th is None or probs[t] < th:
             continue
         extra = _fallback(t, f, j, probs[t])
         if extra is not None:

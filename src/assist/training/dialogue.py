@@ -48,6 +48,8 @@ from assist.understanding.dialogue import (
 _log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[3]
+# An action type is judged by the learned model only if its leave-one-writer-out F1 reaches this.
+MIN_CV_F1 = 0.5
 DIALOGUES = REPO / "data" / "dialogues"
 
 
@@ -441,7 +443,7 @@ def train_actions(examples: Sequence[Example], c: float = 0.5,
     groups = np.array([e.writer for e in rows])
     weights: dict[str, list[float]] = {}
     bias: dict[str, float] = {}
-    thresholds: dict[str, float] = {}
+    thresholds: dict[str, float | None] = {}
     report: dict[str, Any] = {}
     grid = np.round(np.arange(0.2, 0.86, 0.05), 2)
     writers = sorted(set(groups.tolist()))
@@ -473,11 +475,15 @@ def train_actions(examples: Sequence[Example], c: float = 0.5,
                 if f1 > best[1]:
                     best = (float(th), f1, prec, rec)
         coef, b = fit_one(x, y)
-        weights[t], bias[t], thresholds[t] = [round(float(v), 6) for v in coef], round(b, 6), best[0]
-        report[t] = {"support": int(y.sum()), "threshold": best[0], "cv_f1": round(max(best[1], 0.0), 3),
+        weights[t], bias[t] = [round(float(v), 6) for v in coef], round(b, 6)
+        # Only where the data supports it: a judgment that does not generalise across writers is
+        # left to the rules (threshold None).
+        thresholds[t] = best[0] if best[1] >= MIN_CV_F1 else None
+        report[t] = {"support": int(y.sum()), "threshold": thresholds[t], "cv_f1": round(max(best[1], 0.0), 3),
                      "cv_precision": round(best[2], 3), "cv_recall": round(best[3], 3)}
     meta = {"trained_on": {"writers": writers, "turns": len(rows)}, "C": c}
     folds = {w: ActionModel(fold_w[w], fold_b[w], thresholds, {}) for w in writers}
+    meta["min_cv_f1"] = MIN_CV_F1
     return ActionModel(weights, bias, thresholds, meta), report, folds
 
 

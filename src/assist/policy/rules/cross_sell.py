@@ -3,6 +3,7 @@
 Two explicit halves, each testable alone:
 
 :func:`gate` — is this the moment? All of:
+  - a problem the customer solved is suggested on at the turn where they say so (or decide to buy);
   - the customer is not asking anything in this turn, and the problem was not a product defect;
   - the problem is solved: the customer confirmed after an answer, the agent resolved it, or a
     presale question was answered in an earlier step (never in the same breath as the answer);
@@ -76,6 +77,10 @@ def gate(f: Facts, earlier: list[Proposal]) -> Gate:
     how = solved_by(f, earlier)
     if how is None:
         blocked.append("problem_not_solved")
+    elif how == "customer_confirmed" and not (f.signals.confirmed or f.signals.purchase):
+        # The moment is the turn where the customer says it works (or decides to buy), not any
+        # later "嗯" or aside once the problem is behind us.
+        blocked.append("not_the_moment")
     s = f.analysis.sentiment
     window = f.state.sentiment_trend[-cfg.sentiment_window:] or [s.score]
     if s.label is SentimentLabel.negative or fmean(window) < cfg.min_sentiment_mean:
