@@ -346,6 +346,18 @@ def _macro_f1(y: np.ndarray, p: np.ndarray, k: int) -> float:
     return float(np.mean(f1s)) if f1s else 0.0
 
 
+def _heads(pred_int: np.ndarray, pred_sen: np.ndarray, y_int: np.ndarray, int_mask: np.ndarray,
+           y_sen: np.ndarray, sen_mask: np.ndarray) -> dict[str, Any]:
+    """Intent accuracy / macro-F1, sentiment accuracy and negative recall of one set of predictions."""
+    neg = SENTIMENTS.index("negative")
+    return {
+        "intent_accuracy": round(float((pred_int[int_mask] == y_int[int_mask]).mean()), 4),
+        "intent_macro_f1": round(_macro_f1(y_int[int_mask], pred_int[int_mask], len(INTENTS)), 4),
+        "sentiment_accuracy": round(float((pred_sen[sen_mask] == y_sen[sen_mask]).mean()), 4),
+        "negative_recall": round(float((pred_sen[y_sen == neg] == neg).mean()), 4) if (y_sen == neg).any() else None,
+    }
+
+
 def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: int = 2, action_rounds: int = 2,
                    fs: FitSettings | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train on the tuning writers and shops of ``split.yaml``, save to ``out``; return the report."""
@@ -371,29 +383,16 @@ def train_dialogue(settings: Settings, out: Path, *, root: Path = REPO, rounds: 
         thresholds, sig_report = choose_thresholds(oof["signals"], y_sig)
         pred_int = oof["intent"].argmax(axis=1)
         pred_sen = oof["sentiment"].argmax(axis=1)
-        neg = SENTIMENTS.index("negative")
-        # The utterance models alone on the same turns: what reading the context adds.
         base_int = np.array([INTENTS.index(e.analysis.intent.label.value) for e in examples])
         base_sen = np.array([SENTIMENTS.index(e.analysis.sentiment.label.value) for e in examples])
         report = {
             "round": r, "examples": len(examples), "conversations": sum(len(v) for v in by_shop.values()),
             "writers": sorted(set(m.groups)), "shops": sorted(by_shop),
             "fit": fs.__dict__,
-            "leave_writer_out_cv": {
-                "intent_accuracy": round(float((pred_int[int_mask] == y_int[int_mask]).mean()), 4),
-                "intent_macro_f1": round(_macro_f1(y_int[int_mask], pred_int[int_mask], len(INTENTS)), 4),
-                "sentiment_accuracy": round(float((pred_sen[sen_mask] == y_sen[sen_mask]).mean()), 4),
-                "negative_recall": round(float((pred_sen[y_sen == neg] == neg).mean()), 4)
-                if (y_sen == neg).any() else None,
-                "signals": sig_report,
-            },
-            "utterance_models_same_turns": {
-                "intent_accuracy": round(float((base_int[int_mask] == y_int[int_mask]).mean()), 4),
-                "intent_macro_f1": round(_macro_f1(y_int[int_mask], base_int[int_mask], len(INTENTS)), 4),
-                "sentiment_accuracy": round(float((base_sen[sen_mask] == y_sen[sen_mask]).mean()), 4),
-                "negative_recall": round(float((base_sen[y_sen == neg] == neg).mean()), 4)
-                if (y_sen == neg).any() else None,
-            },
+            "leave_writer_out_cv": {**_heads(pred_int, pred_sen, y_int, int_mask, y_sen, sen_mask),
+                                    "signals": sig_report},
+            # The utterance models alone on the same turns: what reading the context adds.
+            "utterance_models_same_turns": _heads(base_int, base_sen, y_int, int_mask, y_sen, sen_mask),
         }
         meta = {"trained_on": {"writers": report["writers"], "shops": report["shops"],
                                "examples": len(examples)}, "round": r, "fit": fs.__dict__}
