@@ -227,13 +227,6 @@ class DialogueModel:
         self.thresholds = thresholds
         self.meta = meta or {}
 
-    def logits(self, head: str, analysis: Analysis, ctx: TurnContext,
-               embedding: np.ndarray | None) -> np.ndarray:
-        ws, wd, b = self.weights[head]
-        idx, val = self.layout.sparse(analysis, ctx)
-        x = self.layout.dense(analysis, ctx, embedding)
-        return (val @ ws[idx] if len(idx) else 0.0) + x @ wd + b
-
     def predict(self, analysis: Analysis, ctx: TurnContext, embedding: np.ndarray | None) -> DialogueOutput:
         idx, val = self.layout.sparse(analysis, ctx)
         x = self.layout.dense(analysis, ctx, embedding)
