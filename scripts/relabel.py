@@ -19,10 +19,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from assist.replay.parse import GOLD_ACTIONS
+from assist.types import Signal
+
 ROOT = Path(__file__).resolve().parents[1]
-ACTIONS = ("answer", "clarify", "escalate", "quality_report", "recovery", "care", "cross_sell")
-SIGNALS = ("solved", "guidance_failed", "affirm", "deny", "threat_insult", "urgency", "worry",
-           "purchase_decision", "info_provided", "repeat_contact", "safety", "damage", "human_request")
+ACTIONS = GOLD_ACTIONS
+SIGNALS = tuple(sig.value for sig in Signal)
 QA = ("forbidden_promise", "superlative", "rude", "personal_data", "promise_tracked")
 
 

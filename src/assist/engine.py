@@ -59,9 +59,10 @@ class StepResult:
 class Engine:
     """Pure orchestration of conversation steps around one shop's :class:`Policy`."""
 
-    def __init__(self, policy: Policy, dialogue: DialogueModel | None = None) -> None:
+    def __init__(self, policy: Policy, dialogue: DialogueModel | None = None, *, trace: bool = False) -> None:
         self.policy = policy
         self.dialogue = dialogue
+        self.trace = trace  # StepResult.features on every customer turn (training), not only when a model needs them
 
     @classmethod
     def from_shop(cls, shop: Shop, defaults_dir: Path | None = None,
@@ -101,7 +102,7 @@ class Engine:
         # transition and the decision.
         signals = self.policy.customer_signals(analysis, state, learned)
         s = on_customer_turn(state, turn_id=turn_id, text=text, ts=ts, analysis=analysis, signals=signals)
-        actions, features = self.policy.decide_traced(s, analysis, now, signals)
+        actions, features = self.policy.decide_traced(s, analysis, now, signals, trace=self.trace)
         return StepResult(on_actions(s, actions, now), actions, analysis, features)
 
     def agent_turn(self, state: ConversationState, *, turn_id: str, text: str, ts: datetime | None,

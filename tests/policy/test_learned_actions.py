@@ -27,7 +27,7 @@ def _n_features() -> int:
     shop = make_shop()
     policy = Policy(shop, load_policy_config(None, shop.policy))
     s = chat.engine.customer_turn(chat.state, turn_id="t1", text="在吗", ts=at(), analysis=analysis("在吗"))
-    _, feats = policy.decide_traced(s.state, analysis("在吗"), at())
+    _, feats = policy.decide_traced(s.state, analysis("在吗"), at(), trace=True)
     return len(feats)
 
 

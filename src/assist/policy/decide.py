@@ -103,29 +103,34 @@ class Policy:
 
     def proposals(self, f: Facts) -> list[Proposal]:
         """Every rule's proposals for a customer turn, unranked (in rule order)."""
-        return self._rule_proposals(f, defect.judge_defect(f))
+        return self._rule_proposals(f, defect.judge_defect(f))[0]
 
-    def _rule_proposals(self, f: Facts, j: defect.DefectJudgment) -> list[Proposal]:
+    def _rule_proposals(self, f: Facts, j: defect.DefectJudgment,
+                        ) -> tuple[list[Proposal], tuple[cross_sell.Gate, list[cross_sell.Candidate]]]:
+        """The rules' proposals, and the cross-sell gate and candidates they were decided with."""
         props: list[Proposal] = []
         props += escalation.propose(f, j)
         props += defect.propose(f, j)
         props += recovery.propose(f, j)
         props += answer.propose(f, j, props)
         props += care.propose(f, props)
-        props += cross_sell.propose(f, props)  # last: it needs to know what else is going on
+        judged = cross_sell.judge(f, props)  # last: it needs to know what else is going on
+        props += cross_sell.propose(f, props, judged)
         props += overdue_promises(self.config, f.state, f.now)
-        return props
+        return props, judged
 
     def decide_traced(self, state: ConversationState, analysis: Analysis, now: datetime,
-                      signals: TurnSignals | None = None) -> tuple[list[Action], list[float]]:
-        """:meth:`decide`, and the decision features it rested on (what the action model is trained on)."""
+                      signals: TurnSignals | None = None, *, trace: bool = False,
+                      ) -> tuple[list[Action], list[float] | None]:
+        """:meth:`decide`, and the decision features it rested on (what the action model is trained
+        on): computed when the action model needs them or ``trace`` asks for them, else None."""
         f = self.facts(state, analysis, now, signals)
         j = defect.judge_defect(f)
-        props = self._rule_proposals(f, j)
-        g = cross_sell.gate(f, [p for p in props if p.type.value != "cross_sell"])
-        found = cross_sell.candidates(f)[0] if g.ok else []
-        feats = decision_features(f, props, j, g.ok, bool(found))
-        if self.actions is not None:
+        props, (g, found) = self._rule_proposals(f, j)
+        feats = None
+        if self.actions is not None or trace:
+            feats = decision_features(f, props, j, g.ok, bool(found))
+        if self.actions is not None and feats is not None:
             props = refine(self.actions, f, props, j, self.actions.probabilities(feats))
         return rank(props, state.last_turn_id or "turn", self.config.rank), feats
 

@@ -44,19 +44,24 @@ def cue_words(analysis: Analysis, rules: Iterable[str]) -> list[str]:
     return out
 
 
+def _family(cfg: PolicyConfig, analysis: Analysis, confirmed: bool) -> str | None:
+    """The turn's problem family; a thank-you read with a weak intent raises none."""
+    if confirmed and analysis.intent.confidence < cfg.signals.confirm_overrides_intent_below:
+        return None  # "那我按你说的弄 谢谢哈" read as a usage question is still a thank-you
+    return cfg.family_of(analysis.intent.label)
+
+
 def extract_signals(cfg: PolicyConfig, analysis: Analysis, triggers: Iterable[str] = ()) -> TurnSignals:
     """Text features of a customer turn: confirmation, retry, threats, needs ... (pure)."""
     text = analysis.normalised or analysis.text.lower()
     s = cfg.signals
     retry = s.retry.hit(text)
-    threat = cue_words(analysis, s.threat_cues) + [w for w in s.threat.found(text)]
+    threat = cue_words(analysis, s.threat_cues) + s.threat.found(text)
     # "谢谢你们的高效处理，12315见" thanks nobody: a threat or a retry cancels the thanks
     confirmed = s.confirm.hit(text) and not retry and not threat
     if not confirmed:
         threat += [w for w in cue_words(analysis, s.insult_cues) if w not in threat]
-    family = cfg.family_of(analysis.intent.label)
-    if confirmed and analysis.intent.confidence < s.confirm_overrides_intent_below:
-        family = None  # "那我按你说的弄 谢谢哈" read as a usage question is still a thank-you
+    family = _family(cfg, analysis, confirmed)
     batch = next((b.strip(":： ") for b in s.batch.found(text)), None)
     return TurnSignals(
         family=family,
@@ -88,21 +93,18 @@ def with_learned(cfg: PolicyConfig, rx: TurnSignals, fired: frozenset[str], prob
     def listed(name: str) -> bool:
         return name in keep and bool(getattr(rx, name))
 
-    threat = list(rx.threat) if "threat" in keep else []
-    if "threat_insult" in fired and not threat:
-        threat = ["threat_insult"]
-    safety = list(rx.safety) if "safety" in keep else []
-    if "safety" in fired and not safety:
-        safety = ["safety"]
-    damage = list(rx.damage) if "damage" in keep else []
-    if "damage" in fired and not damage:
-        damage = ["damage"]
+    def words(name: str, signal: str) -> list[str]:
+        # the override's matched words, else the learned signal's name as its evidence
+        found = list(getattr(rx, name)) if name in keep else []
+        return found or ([signal] if signal in fired else [])
+
+    threat = words("threat", "threat_insult")
+    safety = words("safety", "safety")
+    damage = words("damage", "damage")
     retry = "guidance_failed" in fired or listed("retry")
     said_solved = "solved" in keep and cfg.signals.solved.hit(analysis.normalised or analysis.text.lower())
     confirmed = ("solved" in fired or listed("confirm") or said_solved) and not retry and not threat
-    family = cfg.family_of(analysis.intent.label)
-    if confirmed and analysis.intent.confidence < cfg.signals.confirm_overrides_intent_below:
-        family = None
+    family = _family(cfg, analysis, confirmed)
     return rx.model_copy(update={
         "family": family, "confirmed": confirmed, "retry": retry, "threat": threat, "safety": safety,
         "damage": damage,

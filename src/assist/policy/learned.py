@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from assist.errors import ModelError
 from assist.policy.actions import ActionType, Proposal
-from assist.types import Emotion, Intent, SentimentLabel, Signal
+from assist.policy.rules.defect import DefectKind
+from assist.types import Emotion, SentimentLabel
+from assist.understanding.dialogue import FAMILIES, INTENTS, SIGNALS, STAGES
 
 if TYPE_CHECKING:
     from assist.policy.facts import Facts
@@ -42,11 +44,8 @@ if TYPE_CHECKING:
 
 FORMAT = "assist-actions/1"
 TYPES: tuple[str, ...] = ("answer", "clarify", "escalate", "quality_report", "recovery", "care", "cross_sell")
-_KINDS = ("none", "safety", "failed_guidance", "reported_after_guidance", "direct", "ambiguous", "guidance", "known")
-_FAMILIES = ("presale", "order", "product", "service", "admin")
-_STAGES = ("opening", "identifying", "solving", "resolved", "closing")
-_SIGNALS = tuple(s.value for s in Signal)
-_INTENTS = tuple(i.value for i in Intent)
+# The feature order follows these tuples: a model is only valid with the order it was trained with.
+_KINDS = tuple(k.value for k in DefectKind)
 _PROTECTED = {"threat", "safety"}  # escalation reasons no model output may drop
 
 
@@ -57,16 +56,16 @@ def decision_features(f: Facts, props: list[Proposal], j: DefectJudgment, gate_o
 
     x: list[float] = []
     learned = f.signals.learned
-    x += [learned.get(s, 0.0) for s in _SIGNALS]
+    x += [learned.get(s, 0.0) for s in SIGNALS]
     x += [float(bool(v)) for v in (f.signals.confirmed, f.signals.retry, bool(f.signals.threat), f.signals.affirm,
                                    f.signals.deny, f.signals.repeat_contact, bool(f.signals.safety),
                                    bool(f.signals.damage), f.signals.shipping, f.signals.urgency, f.signals.worry,
                                    f.signals.purchase, f.signals.info, f.signals.human)]
-    intent = dict.fromkeys(_INTENTS, 0.0)
+    intent = dict.fromkeys(INTENTS, 0.0)
     for s in f.analysis.intent.top:
         intent[s.label] = s.score
     intent[f.intent.value] = f.confidence
-    x += [intent[i] for i in _INTENTS]
+    x += [intent[i] for i in INTENTS]
     s = f.analysis.sentiment
     x += [float(s.label is lab) for lab in SentimentLabel] + [s.score, s.intensity]
     x += [float(s.emotion is e) for e in Emotion]
@@ -77,8 +76,8 @@ def decision_features(f: Facts, props: list[Proposal], j: DefectJudgment, gate_o
     st = f.state
     p = st.problem
     x += [float(p is not None and not p.resolved), float(p is None)]
-    x += [float(p is not None and p.family == fam) for fam in _FAMILIES]
-    x += [float(st.stage.value == stg) for stg in _STAGES]
+    x += [float(p is not None and p.family == fam) for fam in FAMILIES]
+    x += [float(st.stage.value == stg) for stg in STAGES]
     x += [float(bool(p and p.guidance_given)), float(bool(p and p.defect)), float(bool(p and p.defect_reported)),
           float(bool(p and p.escalated)), float(st.escalation_open), float(bool(p and p.retries)),
           float(bool(p and p.hazard)), float(bool(p and p.complaint)), min(p.customer_turns if p else 0, 6) / 6,

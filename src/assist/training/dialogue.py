@@ -170,7 +170,9 @@ def collect(settings: Settings, by_shop: dict[str, list[tuple[DialogueFile, Pars
         golds = {(c.conversation.conversation_id, t.turn_id): (f.writer, shop, t.gold)
                  for f, c in items for t in c.conversation.turns
                  if t.role == "customer" and t.gold is not None}
-        rec = _Recorder(engine_for_shop(rt.shop, settings.rules_dir), golds, model_for, actions_for)
+        engine = engine_for_shop(rt.shop, settings.rules_dir)
+        engine.trace = True  # the decision features of every turn are what the action judgment learns from
+        rec = _Recorder(engine, golds, model_for, actions_for)
         Replayer(rt.pipeline, rec).run([c for _, c in items], now=datetime.fromisoformat("2026-12-01T00:00:00+08:00"))  # type: ignore[arg-type]
         out.extend(rec.examples)
     return out

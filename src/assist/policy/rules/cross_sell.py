@@ -241,12 +241,16 @@ def _reason(f: Facts, c: Candidate) -> str:
     return "；".join(parts)
 
 
-def propose(f: Facts, earlier: list[Proposal]) -> list[Proposal]:
+def judge(f: Facts, earlier: list[Proposal]) -> tuple[Gate, list[Candidate]]:
+    """The gate and, when it is open, the relevant candidates (best first)."""
     g = gate(f, earlier)
-    if not g.ok:
-        return []
-    found, _ = candidates(f)
-    if not found:
+    return g, (candidates(f)[0] if g.ok else [])
+
+
+def propose(f: Facts, earlier: list[Proposal], judged: tuple[Gate, list[Candidate]] | None = None) -> list[Proposal]:
+    """The best candidate as a proposal, if the gate is open; ``judged``: :func:`judge`'s result, if known."""
+    g, found = judged if judged is not None else judge(f, earlier)
+    if not g.ok or not found:
         return []
     c = found[0]
     s = f.analysis.sentiment
