@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policy_build import Chat, analysis, at, customer, make_engine, make_policy, of_type, order, types
+from policy_build import Chat, analysis, at, customer, make_engine, make_policy, make_shop, of_type, order, types
 
 from assist.engine import Engine
 from assist.types import Intent
@@ -211,3 +211,32 @@ def test_the_same_target_from_two_relations_is_one_candidate() -> None:
     found = make_policy().explain(chat.state, _thanks(), at(10))["cross_sell"]["candidates"]  # type: ignore[arg-type]
     skus = [c[0] for c in found]
     assert len(skus) == len(set(skus))
+
+
+def test_asking_about_the_complement_the_agent_named_is_the_moment() -> None:
+    # "护臀霜多少钱" is a question, but about the complement itself: show it (with its script),
+    # the customer's own question was answered in the step before
+    chat = Chat(profile=customer(order("o1", "DP-M", paid=at(days=-3))))
+    chat.customer(analysis("纸尿裤怎么选码", Intent.presale_product, 0.9, hits=[("dp-size", 0.8)]))
+    chat.agent("亲，12斤建议穿M码，屁股容易红的话可以备一支护臀霜")
+    cs = of_type(chat.customer(analysis("护臀霜多少钱？", Intent.presale_product, 0.8)), "cross_sell")
+    assert [c.sku for c in cs] == ["RC-1"]
+    assert "护臀霜" in cs[0].reason
+
+
+def test_a_target_named_while_the_question_is_open_is_not_asked_for() -> None:
+    # a new question that happens to name a complement, with nothing answered yet and the agent
+    # silent about it: answer first
+    chat = Chat(profile=customer(order("o1", "DP-M", paid=at(days=-3))))
+    first = chat.customer(analysis("护臀霜和纸尿裤怎么选码", Intent.presale_product, 0.9, hits=[("dp-size", 0.8)]))
+    assert not of_type(first, "cross_sell")
+
+
+def test_target_terms_leave_out_brand_source_and_need_words() -> None:
+    from assist.policy.facts import target_terms
+
+
+    terms = target_terms(make_shop())
+    assert "护臀霜" in terms["RC-1"]
+    assert not any("纸尿裤" in t for t in terms["RC-1"])  # the relation's source product
+    assert "屁屁" not in terms.get("WP-1", ())  # shared with the need word 红屁屁

@@ -79,3 +79,47 @@ def test_the_model_file_round_trips_and_a_wrong_length_is_refused(tmp_path: Path
     assert back.probabilities([0.0] * N)["answer"] > 0.99
     with pytest.raises(ModelError):
         back.probabilities([0.0] * (N - 1))
+
+
+def _veto_engine(veto: float, wanted: bool) -> Engine:
+    shop = make_shop()
+    m = _model({"cross_sell": wanted, "answer": True}, N)
+    m = ActionModel(m.weights, m.bias, {**m.thresholds, "cross_sell": None}, {}, {"cross_sell": veto})
+    return Engine(Policy(shop, load_policy_config(None, shop.policy), m))
+
+
+def _diaper_thanks(engine: Engine) -> list[object]:
+    chat = Chat(engine, customer(order("o1", "DP-M", paid=at(days=-3))))
+    chat.customer(analysis("宝宝红屁屁了，纸尿裤要换码吗", Intent.presale_product, 0.9, hits=[("dp-size", 0.8)]))
+    chat.agent("亲，12斤建议穿M码")
+    return chat.customer(analysis("好的谢谢 解决了", Intent.greeting_thanks, 0.95, sentiment="positive"))
+
+
+def test_the_cross_sell_veto_withholds_only_what_the_gate_allowed() -> None:
+    assert of_type(_diaper_thanks(_veto_engine(0.5, wanted=True)), "cross_sell")  # over the veto: shown
+    assert not of_type(_diaper_thanks(_veto_engine(0.5, wanted=False)), "cross_sell")  # under it: withheld
+
+
+def test_the_proposed_flag_sits_where_the_veto_training_reads_it() -> None:
+    from assist.policy.learned import proposed_index
+
+    shop = make_shop()
+    engine = Engine(Policy(shop, load_policy_config(None, shop.policy)), trace=True)
+    chat = Chat(engine, customer(order("o1", "DP-M", paid=at(days=-3))))
+    chat.customer(analysis("宝宝红屁屁了，纸尿裤要换码吗", Intent.presale_product, 0.9, hits=[("dp-size", 0.8)]))
+    chat.agent("亲，12斤建议穿M码")
+    thanks = analysis("好的谢谢 解决了", Intent.greeting_thanks, 0.95, sentiment="positive")
+    step = engine.customer_turn(chat.state, turn_id="t9", text=thanks.text, ts=at(), analysis=thanks)
+    assert of_type(step.actions, "cross_sell") and step.features is not None
+    assert step.features[proposed_index("cross_sell")] == 1.0 and step.features[proposed_index("clarify")] == 0.0
+
+
+def test_adding_has_its_own_threshold() -> None:
+    # keeps what the rules proposed (p 0.998 over 0.5) but may add only over 0.999: nothing is added
+    shop = make_shop()
+    wanted = {t: True for t in TYPES}
+    m = _model(wanted, N)
+    m = ActionModel(m.weights, m.bias, m.thresholds, {}, {}, dict.fromkeys(TYPES, 0.999))
+    chat = Chat(Engine(Policy(shop, load_policy_config(None, shop.policy), m)), customer())
+    acts = chat.customer(analysis("耳机声音小", Intent.usage_howto, hits=[("ep-volume-low", 0.9)]))
+    assert types(acts) == ["answer"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from assist.policy.actions import Action, Proposal
 from assist.policy.config import PolicyConfig, load_policy_config
-from assist.policy.facts import Facts, extract_signals, relation_triggers, with_learned
+from assist.policy.facts import Facts, extract_signals, relation_triggers, target_terms, with_learned
 from assist.policy.learned import ActionModel, decision_features, refine
 from assist.policy.quality import check_text, check_timing, fold, overdue_promises
 from assist.policy.rank import rank
@@ -52,6 +52,7 @@ class Policy:
         self.config = config
         self.actions = actions
         self._triggers = tuple(relation_triggers(shop))
+        self._target_terms = target_terms(shop)
         self._kb_tips = kb_first_use_tips(config, shop)
 
     @classmethod
@@ -99,7 +100,8 @@ class Policy:
               signals: TurnSignals | None = None) -> Facts:
         return Facts(cfg=self.config, shop=self.shop, state=state, analysis=analysis,
                      signals=signals if signals is not None else self.customer_signals(analysis, state),
-                     now=self._aware(now), triggers=self._triggers)
+                     now=self._aware(now), triggers=self._triggers,
+                     target_terms=self._target_terms)
 
     def proposals(self, f: Facts) -> list[Proposal]:
         """Every rule's proposals for a customer turn, unranked (in rule order)."""
@@ -209,7 +211,8 @@ class Policy:
         A resolve carries no text, so it is judged as a content-free turn with the last sentiment.
         """
         f = Facts(cfg=self.config, shop=self.shop, state=state, analysis=_silent_turn(state),
-                  signals=TurnSignals(), now=self._aware(now), triggers=self._triggers)
+                  signals=TurnSignals(), now=self._aware(now), triggers=self._triggers,
+                     target_terms=self._target_terms)
         return rank(cross_sell.propose(f, []), f"{state.last_turn_id or 'conversation'}:resolve", self.config.rank)
 
     def tick(self, state: ConversationState, now: datetime) -> list[Action]:

@@ -7,7 +7,8 @@ the shop's cross-sell relations); the rules are the "features -> decision" half 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -22,6 +23,53 @@ def relation_triggers(shop: Shop) -> list[str]:
     """Every cross-sell trigger word of the shop, longest first (so "屁股红" wins over "红")."""
     words = {t.lower() for r in shop.cross_sell for t in r.triggers if t.strip()}
     return sorted(words, key=lambda w: (-len(w), w))
+
+
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
+_COMMON_FREQ = 1000  # jieba dictionary count above which a two-character word is everyday language
+
+
+def target_terms(shop: Shop, *, max_items: int = 2) -> dict[str, tuple[str, ...]]:
+    """Words that name each cross-sell target, from its catalog name: "护罩" for "A类防水防螨床垫保护罩".
+
+    A customer asking "保护罩多少钱" after the agent mentioned one is asking about the complement.
+    Terms are the 2-4 character pieces of the target's name that name at most ``max_items`` catalog
+    items and no item the relation starts from, so brand names and the source product's own words
+    ("床垫" in a mattress protector) never count as asking about the target.
+    """
+    import jieba
+
+    names = {sku: item.name for sku, item in shop.catalog.items()}
+
+    def pieces(name: str) -> set[str]:
+        # two characters only when they are a word of the name ("电池", not "性电" of "碱性电池") and
+        # not an everyday word (jieba's general-language frequency: "标准", "天然", "专用" name nothing)
+        words = {w for w in jieba.cut_for_search(name) if len(w) == 2 and (jieba.get_FREQ(w) or 0) < _COMMON_FREQ}
+        return {w for run in _CJK_RUN.findall(name) for n in (2, 3, 4) for i in range(len(run) - n + 1)
+                if len(w := run[i:i + n]) > 2 or w in words}
+
+    by_piece: dict[str, set[str]] = {}
+    for sku, name in names.items():
+        for w in pieces(name):
+            by_piece.setdefault(w, set()).add(sku)
+    # a piece shared with a need word ("屁屁" of "红屁屁") names the symptom, not the product
+    needs = relation_triggers(shop)
+    out: dict[str, set[str]] = {}
+    for r in shop.cross_sell:
+        if r.to not in names:
+            continue
+        if r.from_category is not None:
+            sources = {sku for sku, item in shop.catalog.items()
+                       if item.category == r.from_category or item.category.startswith(r.from_category + "/")}
+        else:
+            sources = {r.from_}
+        sources.discard(r.to)  # a protector in the mattress category is still not a mattress
+        banned = set().union(*(pieces(names[s]) for s in sources if s in names))
+        keep = {w for w in pieces(names[r.to]) if len(by_piece[w]) <= max_items and w not in banned
+                and not any(w in t or t in w for t in needs)}
+        out.setdefault(r.to, set()).update(keep)
+    # longest first, so the evidence names the most specific word
+    return {sku: tuple(sorted(ws, key=lambda w: (-len(w), w))) for sku, ws in out.items()}
 
 
 def find_needs(text: str, triggers: Iterable[str]) -> list[str]:
@@ -136,6 +184,7 @@ class Facts:
     signals: TurnSignals
     now: datetime
     triggers: tuple[str, ...] = field(default_factory=tuple)
+    target_terms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # see :func:`target_terms`
 
     # --- the turn -----------------------------------------------------------------------
     @property

@@ -12,11 +12,13 @@ rules proposed and why, the problem's stage, the order facts, the cross-sell gat
 
 - a proposed type whose probability is under its threshold is dropped — except escalations for a
   threat or a safety hazard, which always stay;
-- a type the rules did not propose but the model wants is added with a plain proposal built from
-  the same facts (escalate, care, clarify, a quality report of the open problem, the recovery the
+- a type the rules did not propose but the model wants (over a separate *add* threshold, since
+  the rules saw nothing there) is added with a plain proposal built from the same facts (escalate, care, clarify, a quality report of the open problem, the recovery the
   tier allows);
 - **cross-sell is never added**: the solve-first gate is a hard constraint. The model can only
-  withhold a cross-sell the gate allowed;
+  withhold a cross-sell the gate allowed, with its own *veto* threshold: chosen by leave-one-writer-out
+  cross-validation among the turns where the rules proposed one, weighing a wrong suggestion twice
+  a missed one (F0.5), and kept only if it beats showing every proposal;
 - a type whose judgment did not hold up in cross-validation (F1 under ``MIN_CV_F1`` on writers the
   fold never saw) is left to the rules entirely: threshold ``None``.
 
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,11 @@ TYPES: tuple[str, ...] = ("answer", "clarify", "escalate", "quality_report", "re
 # The feature order follows these tuples: a model is only valid with the order it was trained with.
 _KINDS = tuple(k.value for k in DefectKind)
 _PROTECTED = {"threat", "safety"}  # escalation reasons no model output may drop
+
+
+def proposed_index(t: str) -> int:
+    """Where :func:`decision_features` says whether the rules proposed type ``t`` (1.0 or 0.0)."""
+    return len(SIGNALS) + 14 + len(INTENTS) + len(SentimentLabel) + 2 + len(Emotion) + 2 * TYPES.index(t)
 
 
 def decision_features(f: Facts, props: list[Proposal], j: DefectJudgment, gate_ok: bool,
@@ -103,6 +110,14 @@ class ActionModel:
     # decide it alone.
     thresholds: dict[str, float | None]
     meta: dict[str, Any]
+    # Types the model may only withhold (cross-sell): the probability under which a proposal is dropped.
+    vetoes: dict[str, float] = field(default_factory=dict)
+    # The probability over which a type the rules did not propose is added (None: never); a type
+    # missing here adds at its ``thresholds`` value (models trained before the two were told apart).
+    adds: dict[str, float | None] = field(default_factory=dict)
+
+    def add_threshold(self, t: str) -> float | None:
+        return self.adds[t] if t in self.adds else self.thresholds.get(t)
 
     def probabilities(self, x: list[float]) -> dict[str, float]:
         out = {}
@@ -116,7 +131,8 @@ class ActionModel:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"format": FORMAT, "types": list(TYPES), "weights": self.weights,
-                                    "bias": self.bias, "thresholds": self.thresholds, "meta": self.meta},
+                                    "bias": self.bias, "thresholds": self.thresholds, "vetoes": self.vetoes,
+                                    "adds": self.adds, "meta": self.meta},
                                    ensure_ascii=False), encoding="utf-8")
 
     @classmethod
@@ -127,7 +143,8 @@ class ActionModel:
             raise ModelError(f"cannot read the action model {path}: {e}") from e
         if raw.get("format") != FORMAT or tuple(raw.get("types", ())) != TYPES:
             raise ModelError(f"{path}: not an {FORMAT} model for {TYPES}; retrain with `assist train`")
-        return cls(raw["weights"], raw["bias"], raw["thresholds"], raw.get("meta", {}))
+        return cls(raw["weights"], raw["bias"], raw["thresholds"], raw.get("meta", {}), raw.get("vetoes", {}),
+                   raw.get("adds", {}))
 
 
 def load_action_model(path: Path) -> ActionModel | None:
@@ -175,6 +192,8 @@ def refine(model: ActionModel, f: Facts, props: list[Proposal], j: DefectJudgmen
     out: list[Proposal] = []
     for prop in props:
         t = prop.type.value
+        if t in model.vetoes and probs.get(t, 1.0) < model.vetoes[t]:
+            continue
         if t not in probs or model.thresholds.get(t) is None:  # qa alerts, or a type the rules decide
             out.append(prop)
             continue
@@ -183,7 +202,7 @@ def refine(model: ActionModel, f: Facts, props: list[Proposal], j: DefectJudgmen
             out.append(prop)
     have = {p.type.value for p in out}
     for t in TYPES:
-        th = model.thresholds.get(t)
+        th = model.add_threshold(t) if model.thresholds.get(t) is not None else None
         if t == "cross_sell" or t in have or th is None or probs[t] < th:
             continue
         extra = _fallback(t, f, j, probs[t])
@@ -192,4 +211,4 @@ def refine(model: ActionModel, f: Facts, props: list[Proposal], j: DefectJudgmen
     return out
 
 
-__all__ = ["TYPES", "ActionModel", "decision_features", "load_action_model", "refine"]
+__all__ = ["TYPES", "ActionModel", "decision_features", "load_action_model", "proposed_index", "refine"]

@@ -30,7 +30,7 @@ import yaml
 
 from assist.engine import Engine, StepResult
 from assist.policy.learned import TYPES as ACTION_TYPES
-from assist.policy.learned import ActionModel
+from assist.policy.learned import ActionModel, proposed_index
 from assist.replay.parse import Gold, ParsedConversation, read_logs
 from assist.settings import Settings
 from assist.state import ConversationState
@@ -50,6 +50,10 @@ _log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 # An action type is judged by the learned model only if its leave-one-writer-out F1 reaches this.
 MIN_CV_F1 = 0.5
+# Types the action model may only withhold, never add (the solve-first gate stays a hard constraint),
+# and how much more a wrong one costs than a missed one (F-beta's beta: 0.5 weighs precision twice).
+VETO_TYPES = ("cross_sell",)
+VETO_BETA = 0.5
 DIALOGUES = REPO / "data" / "dialogues"
 
 
@@ -445,6 +449,8 @@ def train_actions(examples: Sequence[Example], c: float = 0.5,
     weights: dict[str, list[float]] = {}
     bias: dict[str, float] = {}
     thresholds: dict[str, float | None] = {}
+    adds: dict[str, float | None] = {}
+    vetoes: dict[str, float] = {}
     report: dict[str, Any] = {}
     grid = np.round(np.arange(0.2, 0.86, 0.05), 2)
     writers = sorted(set(groups.tolist()))
@@ -466,26 +472,78 @@ def train_actions(examples: Sequence[Example], c: float = 0.5,
             coef, b = fit_one(x[train], y[train])
             oof[test] = 1 / (1 + np.exp(-(x[test] @ coef + b)))
             fold_w[w][t], fold_b[w][t] = [float(v) for v in coef], float(b)
-        best = (0.5, -1.0, 0.0, 0.0)
-        if y.sum() >= 5:
-            for th in grid:
-                p = oof >= th
-                tp = int((p & (y == 1)).sum())
-                prec, rec = tp / max(int(p.sum()), 1), tp / max(int(y.sum()), 1)
-                f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-                if f1 > best[1]:
-                    best = (float(th), f1, prec, rec)
+        proposed = x[:, proposed_index(t)] > 0.5
+        keep_th, add_th, f1, prec, rec = _choose_keep_add(oof, y, proposed, grid)
+        rules = _prf(proposed, y)
         coef, b = fit_one(x, y)
         weights[t], bias[t] = [round(float(v), 6) for v in coef], round(b, 6)
-        # Only where the data supports it: a judgment that does not generalise across writers is
-        # left to the rules (threshold None).
-        thresholds[t] = best[0] if best[1] >= MIN_CV_F1 else None
-        report[t] = {"support": int(y.sum()), "threshold": thresholds[t], "cv_f1": round(max(best[1], 0.0), 3),
-                     "cv_precision": round(best[2], 3), "cv_recall": round(best[3], 3)}
+        # Only where the data supports it: a judgment that does not generalise across writers, or
+        # does no better than the rules alone, is left to the rules (threshold None).
+        learned = t not in VETO_TYPES and y.sum() >= 5 and f1 >= MIN_CV_F1 and f1 > rules[0]
+        thresholds[t] = keep_th if learned else None
+        if learned:
+            adds[t] = add_th
+        report[t] = {"support": int(y.sum()), "threshold": thresholds[t], "add_threshold": adds.get(t),
+                     "cv_f1": round(max(f1, 0.0), 3), "cv_precision": round(prec, 3), "cv_recall": round(rec, 3),
+                     "cv_f1_rules_alone": round(rules[0], 3)}
+        if t in VETO_TYPES:
+            proposed = x[:, proposed_index(t)] > 0.5
+            veto, report[t]["veto"] = choose_veto(oof[proposed], y[proposed], int(y.sum()))
+            if veto is not None:
+                vetoes[t] = veto
     meta = {"trained_on": {"writers": writers, "turns": len(rows)}, "C": c}
-    folds = {w: ActionModel(fold_w[w], fold_b[w], thresholds, {}) for w in writers}
+    folds = {w: ActionModel(fold_w[w], fold_b[w], thresholds, {}, vetoes, adds) for w in writers}
     meta["min_cv_f1"] = MIN_CV_F1
-    return ActionModel(weights, bias, thresholds, meta), report, folds
+    return ActionModel(weights, bias, thresholds, meta, vetoes, adds), report, folds
+
+
+def _prf(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    tp = int((pred & (y == 1)).sum())
+    prec, rec = tp / max(int(pred.sum()), 1), tp / max(int(y.sum()), 1)
+    return (2 * prec * rec / (prec + rec) if prec + rec else 0.0), prec, rec
+
+
+def _choose_keep_add(oof: np.ndarray, y: np.ndarray, proposed: np.ndarray, grid: np.ndarray,
+                     ) -> tuple[float, float | None, float, float, float]:
+    """Thresholds to keep a proposed type and to add one the rules did not propose (None: never add),
+    with the best out-of-writer F1. Adding is judged apart: the rules saw nothing there, so the
+    model may need more confidence (with one threshold for both, escalations were added on "然后呢")."""
+    best: tuple[float, float | None, float, float, float] = (0.5, None, -1.0, 0.0, 0.0)
+    for keep in grid:
+        kept = proposed & (oof >= keep)
+        for add in [*grid, None]:
+            pred = kept | (~proposed & (oof >= add)) if add is not None else kept
+            f1, prec, rec = _prf(pred, y)
+            if f1 > best[2]:
+                best = (float(keep), None if add is None else float(add), f1, prec, rec)
+    return best
+
+
+def _f_beta(tp: int, fp: int, positives: int, beta: float = VETO_BETA) -> float:
+    prec, rec = tp / max(tp + fp, 1), tp / max(positives, 1)
+    b2 = beta * beta
+    return (1 + b2) * prec * rec / (b2 * prec + rec) if prec + rec else 0.0
+
+
+def choose_veto(p: np.ndarray, y: np.ndarray, positives: int) -> tuple[float | None, dict[str, Any]]:
+    """The veto threshold for a type the model may only withhold, from out-of-writer probabilities.
+
+    ``p``, ``y``: the turns where the rules proposed it; ``positives``: every turn whose gold wants it
+    (recall counts the moments the gate missed too, which no veto can win back). The veto is kept
+    only if its F0.5 beats showing every proposal.
+    """
+    base = _f_beta(int(y.sum()), int((y == 0).sum()), positives)
+    best: tuple[float | None, float] = (None, base)
+    for th in np.round(np.arange(0.05, 0.86, 0.05), 2):
+        keep = p >= th
+        f = _f_beta(int((keep & (y == 1)).sum()), int((keep & (y == 0)).sum()), positives)
+        if f > best[1] + 1e-9:
+            best = (float(th), f)
+    th = best[0]
+    kept = p >= th if th is not None else np.ones(len(p), dtype=bool)
+    return th, {"proposed": int(len(p)), "proposed_good": int(y.sum()), "threshold": th,
+                "cv_f05_without": round(base, 3), "cv_f05_with": round(best[1], 3),
+                "kept_good": int((kept & (y == 1)).sum()), "kept_bad": int((kept & (y == 0)).sum())}
 
 
 __all__ = ["DialogueFile", "Example", "FitSettings", "Split", "collect", "dialogue_files", "load_conversations",

@@ -7,6 +7,9 @@ Two explicit halves, each testable alone:
   - the customer is not asking anything in this turn, and the problem was not a product defect;
   - the problem is solved: the customer confirmed after an answer, the agent resolved it, or a
     presale question was answered in an earlier step (never in the same breath as the answer);
+    or the customer asks about the complement itself ("保护罩多少钱" after buying a mattress: a
+    target named by its catalog words, :func:`~assist.policy.facts.target_terms`), which is then
+    the one shown;
   - the recent sentiment is not negative (this turn not negative and the mean of the last
     ``cross_sell.sentiment_window`` scores at least ``cross_sell.min_sentiment_mean``);
   - no complaint or escalation is open, and none is being proposed now (nor a recovery, a quality
@@ -70,11 +73,39 @@ def solved_by(f: Facts, earlier: list[Proposal] | None = None) -> str | None:
     return None
 
 
+def asked_targets(f: Facts) -> dict[str, str]:
+    """Cross-sell targets this turn names ("保护罩多少钱", "软毛的也要"), each with the word that names it.
+
+    Only targets of a relation that starts from a product in context count: asking about the
+    complement of something the customer owns or is buying is the moment to suggest it. And only
+    when the agent just named it or the customer's own question was answered earlier: in "红屁屁，
+    纸尿裤怎么选码" the open question is the size, not the wipes whose name shares "屁屁".
+    """
+    p = f.problem
+    settled = p is None or p.answered or p.resolved
+    agent = f.state.last_agent_text.lower()
+    text = f.analysis.normalised or f.analysis.text.lower()
+    named: dict[str, str] = {}
+    for sku, terms in f.target_terms.items():
+        word = sku if sku in f.analysis.skus_mentioned else next((t for t in terms if t in text), None)
+        if word is not None and (settled or any(t in agent for t in terms)):
+            named[sku] = word
+    if not named:
+        return {}
+    ctx = _context(f)
+    return {r.to: named[r.to] for r in f.shop.cross_sell if r.to in named and _source(r, ctx) is not None}
+
+
 def gate(f: Facts, earlier: list[Proposal]) -> Gate:
     """Whether a cross-sell may be shown now; ``blocked`` names every condition that fails."""
     cfg = f.cfg.cross_sell
     blocked: list[str] = []
     how = solved_by(f, earlier)
+    asked = bool(asked_targets(f))
+    if how is None and asked:
+        # the customer turned to the complement themselves ("那保护罩多少钱"): no open question of
+        # theirs is left unanswered by showing it, and what is still wrong blocks it below
+        how = "asked_complement"
     if how is None:
         blocked.append("problem_not_solved")
     elif how == "customer_confirmed" and not (f.signals.confirmed or f.signals.purchase):
@@ -91,7 +122,7 @@ def gate(f: Facts, earlier: list[Proposal]) -> Gate:
         blocked.append("complaint_or_escalation_open")
     if any(x.type in _BLOCKING_NOW for x in earlier) or f.signals.retry:
         blocked.append("problem_still_open_now")
-    if f.cfg.signals.question.hit(f.analysis.normalised or f.analysis.text):
+    if not asked and f.cfg.signals.question.hit(f.analysis.normalised or f.analysis.text):
         # "那两样一起拍，一共是3158对吧?": answer the question first, suggest after
         blocked.append("customer_asking")
     if p is not None and p.defect:
@@ -149,6 +180,15 @@ def _context(f: Facts) -> list[tuple[str, str | None, str, Order | None]]:
     return out
 
 
+def _source(r: CrossSellRelation, ctx: list[tuple[str, str | None, str, Order | None]],
+            ) -> tuple[str, str | None, str, Order | None] | None:
+    """The strongest product in context the relation starts from, if any."""
+    for source, sku, cat, order in ctx:
+        if r.applies_to(sku, cat) if sku else (r.from_category is not None and _category_match(cat, r.from_category)):
+            return source, sku, cat, order
+    return None
+
+
 def _voiced(f: Facts, r: CrossSellRelation) -> str | None:
     for t in r.triggers:
         w = t.lower()
@@ -173,18 +213,14 @@ def candidates(f: Facts) -> tuple[list[Candidate], dict[str, str]]:
     talking_about = set(f.analysis.skus_mentioned) | ({f.problem.sku} if f.problem and f.problem.sku else set())
     out: list[Candidate] = []
     rejected: dict[str, str] = {}
+    asked = asked_targets(f)
     for i, r in enumerate(f.shop.cross_sell):
         item = f.item(r.to)
-        if item is None:
+        if item is None or (asked and r.to not in asked):
+            # a customer asking about one complement is shown that one, not another
             continue
-        src = None
-        for source, sku, cat, order in ctx:
-            applies = r.applies_to(sku, cat) if sku else (
-                r.from_category is not None and _category_match(cat, r.from_category))
-            if applies:
-                src = (source, sku, cat, order)
-                break
-        trigger = _voiced(f, r)
+        src = _source(r, ctx)
+        trigger = _voiced(f, r) or asked.get(r.to)
         if src is None and trigger is not None:
             # A trigger word alone is not relevance: the need must be voiced about a product domain
             # this conversation is about (a product owned, ordered or asked about).
@@ -200,7 +236,7 @@ def candidates(f: Facts) -> tuple[list[Candidate], dict[str, str]]:
         if r.to in shown:
             rejected[r.to] = "already_shown"
             continue
-        if r.to in talking_about:
+        if r.to in talking_about and r.to not in asked:
             rejected[r.to] = "already_in_question"
             continue
         if item.stock < cfg.min_stock:
