@@ -103,3 +103,22 @@ def test_pinned_turns_count_as_live_without_a_console_and_forced_turns_are_never
     a.release(rest)
     a.release(recovered)
     assert a.metrics.admit_backlog_live.value == 0 and a.metrics.admit_backlog_departed.value == 0
+
+
+def test_the_drain_rate_scales_the_bound_to_wall_time() -> None:
+    a = admission(limit_s=1.0)
+    a.set_live("c1", True)
+    t = a.admit("c1", tokens=300)  # 0.4 s of estimated work
+    a.sample(now=0.0)
+    a.embedded(t)  # 0.3 s of work done in the next second...
+    a.sample(now=1.0)
+    assert a.rate == pytest.approx(0.3)  # ...so the service gets through 0.3 work-seconds per second
+    assert a.live_s == pytest.approx(0.1 / 0.3)  # the rest takes a third of a second, not 0.1
+    with pytest.raises(ServerBusyError) as busy:
+        a.admit("c1", tokens=300)  # 0.33 + 0.4 / 0.3 > 1 s of wall time
+    assert busy.value.retry_after >= 1
+    a.release(t)
+    a.sample(now=2.0)  # idle windows say nothing about speed
+    a.sample(now=3.0)
+    assert a.rate == pytest.approx(0.3)
+    assert a.snapshot()["drain_rate"] == pytest.approx(0.3)

@@ -102,6 +102,7 @@ class Admission:
         self._done_s = 0.0  # estimated work completed (cumulative), for the drain rate
         self._window: tuple[float, float, bool] | None = None  # (time, done, had backlog) at last sample
         self.rate = 1.0  # drain rate: estimated work seconds completed per wall second
+        self._rate_avg = 1.0
         # Largest amount by which an admitted (not forced) turn left the live wait above the bound,
         # or above its own cost when it was admitted to an empty backlog; <= 0 while the bound holds.
         self.peak_over_s = -math.inf
@@ -268,7 +269,10 @@ class Admission:
             t, done, was_busy = self._window
             if was_busy and busy and now > t:
                 measured = min(_RATE_MAX, max(_RATE_MIN, (self._done_s - done) / (now - t)))
-                self.rate += _RATE_ALPHA * (measured - self.rate)
+                self._rate_avg += _RATE_ALPHA * (measured - self._rate_avg)
+                # Down at once, up slowly: work admitted in a fast second drains in the slow ones
+                # that follow (a neighbour's burst on a shared host), so err towards the slower figure.
+                self.rate = min(self._rate_avg, measured)
                 self.metrics.admit_drain_rate.value = round(self.rate, 4)
                 self._publish()
         self._window = (now, self._done_s, busy)

