@@ -32,9 +32,12 @@ def test_a_turn_over_the_bound_is_refused_before_it_is_stored(tmp_path: Path, ru
         r = client.post("/v1/conversations/busy1/turns", json={"turn_id": "t1", "role": "customer", "text": "在吗"})
         assert r.status_code == 503 and r.json()["code"] == "server.busy", r.text
         assert int(r.headers["Retry-After"]) >= 1
+        r = client.post("/v1/analyze", json={"text": "热水器显示E1怎么办"})
+        assert r.status_code == 503 and r.json()["code"] == "server.busy", r.text
         with client.websocket_connect("/v1/ws") as ws:
             ws.send_json({"type": "hello", "v": 1, "conversation_id": "busy2"})
             assert recv(ws)["ref"] == "hello"
+            assert admission.is_live("busy2")  # a console watches: its turns are served first
             ws.send_json({"type": "turn", "v": 1, "turn_id": "t1", "role": "agent", "text": "亲，您好"})
             err = recv(ws)
             assert err["type"] == "error" and err["code"] == "server.busy" and err["turn_id"] == "t1", err
@@ -46,11 +49,12 @@ def test_a_turn_over_the_bound_is_refused_before_it_is_stored(tmp_path: Path, ru
             ws.send_json({"type": "turn", "v": 1, "turn_id": "t1", "role": "agent", "text": "亲，您好"})  # resent
             frames = [recv(ws), recv(ws)]
             assert [f["type"] for f in frames] == ["ack", "analysis"], frames
+        assert not admission.is_live("busy2")  # the console left: its backlog would now come last
         # Nothing of the refused turns was stored: busy1 does not exist, busy2 has the resent turn once.
         assert client.get("/v1/conversations/busy1").status_code == 404
         assert [t["turn_id"] for t in client.get("/v1/conversations/busy2").json()["turns"]] == ["t1"]
         metrics = client.get("/metrics").text
-        assert 'assist_admit_turns_total{outcome="refused"} 2' in metrics
+        assert 'assist_admit_turns_total{outcome="refused"} 3' in metrics
         assert "assist_admit_backlog_live_seconds" in metrics
 
 
