@@ -20,7 +20,9 @@ The tree::
     ├── IndexError_                  "index.invalid"
     │   └── StaleIndexError          "index.stale"        persisted index does not match KB / encoder
     ├── ModelError                   "model.unavailable"  a model file is missing or does not load
-    └── NotReadyError                "service.not_ready"
+    ├── NotReadyError                "service.not_ready"
+    │   └── OverloadedError          "service.overloaded" /readyz under overload (when set to answer 503)
+    └── ServerBusyError              "server.busy"        backlog full: resend after ``retry_after`` s
 
 Stages and stores raise these; they know nothing about HTTP. ``service/errors.py``
 maps each class to an HTTP status and a WebSocket ``error`` frame.
@@ -132,6 +134,20 @@ class ModelError(AssistError):
 
 class NotReadyError(AssistError):
     code = "service.not_ready"
+
+
+class OverloadedError(NotReadyError):
+    code = "service.overloaded"
+
+
+class ServerBusyError(AssistError):
+    """The analysis backlog is at its bound; the turn was *not* stored. Resend it after ``retry_after`` seconds."""
+
+    code = "server.busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
 
 
 def all_error_classes() -> list[type[AssistError]]:

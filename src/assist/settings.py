@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from assist.understanding.encoder import EMBED_MAX_CHARS
+
 _log = logging.getLogger(__name__)
 
 # The repo root when running from a checkout (src/assist/settings.py -> ../..).
@@ -46,6 +48,29 @@ class Settings(BaseSettings):
     # 0: an idle encoder starts at once. Turns that arrive while it is busy form the next batch
     # anyway; waiting for company only helps when many turns land within the same millisecond.
     embed_batch_wait_ms: float = 0.0
+
+    # --- Admission control and fairness (issue 12 part 3; see service/admission.py, batcher.py) ---
+    # The encoder reads at most this many characters of a turn or query; the full text is kept.
+    # Default: everything e5-small can use (see EMBED_MAX_CHARS in understanding/encoder.py).
+    embed_max_chars: int = Field(EMBED_MAX_CHARS, ge=16)
+    # Texts of more tokens than this are embedded in a lane of their own, one per call, so that a
+    # long text never shares a batch with, or queues in front of, short ones. 64 tokens (~70 ms)
+    # is above nearly every chat line and below a pasted paragraph.
+    embed_long_tokens: int = Field(64, ge=1)
+    # Most estimated seconds of work (encoder time + per-turn CPU, see service/cost.py) admitted
+    # and unfinished for live conversations; a new turn beyond it gets server.busy (WebSocket) /
+    # 503 + Retry-After (REST) before it is stored. It bounds an admitted turn's wait: ~this much.
+    admit_backlog_s: float = Field(2.0, gt=0)
+    # The same bound counting the backlog of departed consoles too (processed after live work).
+    admit_backlog_total_s: float = Field(30.0, gt=0)
+    # /readyz while overloaded: 200 with "overloaded": true (default: the service is shedding load
+    # with server.busy and should keep getting traffic; a balancer that drops every overloaded
+    # replica at once turns overload into an outage), or 503 service.overloaded when set, for a
+    # balancer with several replicas that should route around a busy one.
+    readyz_overload_503: bool = False
+    # Largest share of encoder time a reindex takes while live turns wait (it runs in full when
+    # the encoder is idle).
+    reindex_share: float = Field(0.25, gt=0, le=1)
 
     # Retrieval.
     retrieve_top_k: int = 5

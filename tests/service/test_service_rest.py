@@ -157,8 +157,14 @@ def test_unseen_shop_kb_edit_and_reindex(tmp_path: Path) -> None:
         client.post("/v1/kb/entries", json={"id": "pet-water", "question": "饮水机多久换一次滤芯？",
                                             "answer": "建议每月更换一次滤芯。", "category": "宠物/饮水机"})
         client.delete("/v1/kb/entries/pet-shipping")
+        live_encoder = pet_runtime.pipeline.retriever.encoder
         r = client.post("/v1/kb/reindex")
         assert r.status_code == 200 and r.json()["entries"] == 3, r.text
+        # The rebuild embedded the KB through the batcher's background lane, off the hot path, and
+        # the new index keeps the live encoder for later edits.
+        services = client.app.state.services  # type: ignore[attr-defined]
+        assert services.batcher.background_jobs > 0
+        assert pet_runtime.pipeline.retriever.encoder is live_encoder
         hits = client.get("/v1/kb/search", params={"q": "滤芯多久换"}).json()["hits"]
         assert hits[0]["kb_id"] == "pet-water"
         assert all(h["kb_id"] != "pet-shipping" for h in client.get("/v1/kb/search",

@@ -9,11 +9,14 @@ from retrieval_support import MemoEncoder, e5, minilm, minilm_path
 from assist.errors import ModelError
 from assist.understanding.encoder import (
     E5_NAME,
+    EMBED_MAX_CHARS,
     CachedEncoder,
     E5Encoder,
     Encoder,
     SentenceTransformerEncoder,
     load_encoder,
+    token_counter,
+    truncate_for_embedding,
 )
 
 
@@ -112,3 +115,17 @@ def test_cached_encoder_is_thread_safe() -> None:
         for t, v in zip(job, vecs, strict=True):
             assert float(v @ want[t]) > 0.9999
     assert len(cached) == len(texts)
+
+
+def test_token_counts_price_long_texts_and_truncation_keeps_the_head() -> None:
+    enc = e5()
+    short, long = enc.count_tokens("在吗"), enc.count_tokens("😀" * 2000)
+    assert 3 <= short <= 8 and long >= 2000  # one token per emoji: the cost a 2,000-emoji turn had
+    cut = truncate_for_embedding("😀" * 2000)
+    assert cut == "😀" * EMBED_MAX_CHARS and enc.count_tokens(cut) <= 512  # e5-small's window
+    assert truncate_for_embedding("在吗") == "在吗"
+    cached = CachedEncoder(enc)
+    assert token_counter(cached) is not None and cached.count_tokens("在吗") == short
+    assert token_counter(object()) is None
+    st = minilm()
+    assert 2 <= st.count_tokens("refund status") <= 6

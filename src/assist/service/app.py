@@ -30,8 +30,10 @@ from fastapi.openapi.utils import get_openapi
 
 import assist
 from assist.service import pages, ws
+from assist.service.admission import Admission, sample_costs
 from assist.service.batcher import EmbedBatcher
 from assist.service.conversations import ConversationService
+from assist.service.cost import CostModel
 from assist.service.deps import AppServices, require_token
 from assist.service.errors import install_handlers
 from assist.service.frames import ClientFrame, ServerFrame
@@ -39,6 +41,7 @@ from assist.service.kb import KbService
 from assist.service.rest import analyze, conversations, crm, health, kb
 from assist.settings import Settings
 from assist.store.db import Database
+from assist.understanding.encoder import token_counter
 
 _log = logging.getLogger(__name__)
 
@@ -72,15 +75,21 @@ def _build_engine(runtime: Any, settings: Settings) -> Any:
 
 
 def _retriever_builder(pipeline: Any, settings: Settings) -> Callable[[list[Any]], Any]:
-    """``entries -> HybridRetriever`` with the live one's encoder, tokeniser and fusion (for reindex)."""
+    """``(entries, encoder?) -> HybridRetriever`` with the live one's tokeniser and fusion (for reindex).
 
-    def build(entries: list[Any]) -> Any:
+    ``encoder``: what embeds the KB during the build (KbService passes the live encoder reached
+    through the batcher's background lane); the built retriever keeps the live encoder for later edits.
+    """
+
+    def build(entries: list[Any], encoder: Any = None) -> Any:
         from assist.understanding.retrieve import HybridRetriever
 
         old = pipeline.retriever
-        return HybridRetriever(entries, old.encoder, old.tokenise, normalise=old.normalise, fusion=old.fusion,
-                               hnsw_threshold=settings.hnsw_threshold,
-                               questions_as_queries=old.questions_as_queries)
+        built = HybridRetriever(entries, encoder or old.encoder, old.tokenise, normalise=old.normalise,
+                                fusion=old.fusion, hnsw_threshold=settings.hnsw_threshold,
+                                questions_as_queries=old.questions_as_queries)
+        built.encoder = old.encoder
+        return built
 
     return build
 
@@ -111,17 +120,26 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
     services.stage = "starting services"
     cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="assist-cpu")
     services.cpu = cpu
+    cost = CostModel(token_counter(getattr(pipeline, "embedder", None)))
     batcher = EmbedBatcher(pipeline.embed, max_batch=settings.embed_batch_max,
                            max_wait_ms=settings.embed_batch_wait_ms, workers=_embed_workers(),
-                           on_batch=services.metrics.batch_size.observe)
+                           on_batch=services.metrics.batch_size.observe, cost=cost,
+                           max_chars=settings.embed_max_chars, long_tokens=settings.embed_long_tokens,
+                           background_share=settings.reindex_share)
     batcher.start()
     services.batcher = batcher
     services.kb = KbService(db=db, pipeline=pipeline, batcher=batcher, cpu=cpu,
                             build_retriever=_retriever_builder(pipeline, settings))
-    services.conversations = ConversationService(
+    services.admission = Admission(cost, limit_s=settings.admit_backlog_s,
+                                   total_limit_s=settings.admit_backlog_total_s, metrics=services.metrics)
+    service = ConversationService(
         db=db, engine=engine, pipeline=pipeline, batcher=batcher, cpu=cpu, metrics=services.metrics,
-        webhooks=bool(settings.webhook_url),
+        webhooks=bool(settings.webhook_url), admission=services.admission,
     )
+    services.conversations = service
+    services.cpu_sampler = asyncio.create_task(sample_costs(
+        cost, services.admission, turns=lambda: sum(services.metrics.turns.values.values()),
+        worker_cpu_s=lambda: service.worker_cpu_s, metrics=services.metrics), name="assist-cost-sampler")
 
     services.stage = "syncing KB"
     await services.kb.sync(runtime.shop.kb)
@@ -160,10 +178,11 @@ async def _sweep_forever(conversations: ConversationService) -> None:
 async def _stop(services: AppServices) -> None:
     services.ready = False
     services.stage = "stopping"
-    if services.sweeper is not None:
-        services.sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await services.sweeper
+    for task in (services.sweeper, services.cpu_sampler):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     if services.conversations is not None:
         await services.conversations.aclose()
     if services.outbox is not None:

@@ -4,6 +4,8 @@ Both transports call it — the WebSocket session (:mod:`assist.service.ws`) and
 (:mod:`assist.service.rest.conversations`, :mod:`assist.service.rest.crm`) — so a turn posted over
 REST and one sent over the WebSocket go through exactly the same steps:
 
+0. **admit** (:mod:`assist.service.admission`): the turn is priced in seconds of work and refused
+   with ``server.busy`` when the backlog is full, before anything is stored or acked.
 1. **ingest** (in arrival order, per conversation): the turn is inserted and its ``ack`` frame is
    stored in one transaction, which commits *before* the ack is pushed. A SIGKILL right after
    the ack cannot lose the turn; start-up recovery (:meth:`recover`) processes it.
@@ -36,6 +38,7 @@ from pydantic import BaseModel
 
 from assist.errors import AssistError, ConversationNotFound, NotReadyError
 from assist.policy.actions import Action, ActionType
+from assist.service.admission import Admission, Ticket
 from assist.service.batcher import EmbedBatcher, Embedded
 from assist.service.frames import AckFrame, AnalysisFrame, EventFrame, Outcome, Role, TurnFrame
 from assist.service.metrics import Metrics
@@ -44,6 +47,7 @@ from assist.store.records import OutboxTopic, TurnRecord, TurnStatus
 from assist.store.unit import UnitOfWork
 from assist.turn import customer_step
 from assist.types import Analysis
+from assist.understanding.encoder import truncate_for_embedding
 
 _log = logging.getLogger(__name__)
 
@@ -163,6 +167,7 @@ class ConversationService:
         cpu: executor for classification, retrieval and the engine (GIL-bound but kept off the loop).
         metrics: where turn counts and latencies go.
         webhooks: enqueue outbox events for the CRM (only when a webhook URL is configured).
+        admission: prices and admits turns (default: unbounded, priced by the batcher's cost model).
     """
 
     def __init__(
@@ -175,6 +180,7 @@ class ConversationService:
         cpu: Executor,
         metrics: Metrics,
         webhooks: bool = False,
+        admission: Admission | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -183,6 +189,9 @@ class ConversationService:
         self.cpu = cpu
         self.metrics = metrics
         self.webhooks = webhooks
+        self.admission = admission or Admission(batcher.cost, limit_s=float("inf"), total_limit_s=float("inf"),
+                                                metrics=metrics)
+        self.worker_cpu_s = 0.0  # CPU the turn workers spent (cumulative), for the cost model
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -221,6 +230,10 @@ class ConversationService:
             if lane.users == 0 and not lane.sinks:
                 self._lanes.pop(conversation_id, None)
 
+    def _watched(self, conversation_id: str, lane: _Lane) -> None:
+        # Admission and the encoder's queue serve watched conversations first.
+        self.admission.set_live(conversation_id, bool(lane.sinks))
+
     @contextlib.asynccontextmanager
     async def _ordered(self, lane: _Lane) -> AsyncIterator[None]:
         """Both locks in arrival order: for changes that have no separate ack phase."""
@@ -234,12 +247,14 @@ class ConversationService:
         if lane is None:
             lane = self._lanes[conversation_id] = _Lane()
         lane.sinks.add(sink)
+        self._watched(conversation_id, lane)
 
     def unsubscribe(self, conversation_id: str, sink: Sink) -> None:
         lane = self._lanes.get(conversation_id)
         if lane is None:
             return
         lane.sinks.discard(sink)
+        self._watched(conversation_id, lane)
         if lane.users == 0 and not lane.sinks:
             self._lanes.pop(conversation_id, None)
 
@@ -285,8 +300,13 @@ class ConversationService:
         return out
 
     async def _run_cpu(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.cpu, lambda: fn(*args, **kwargs))
+        def timed() -> tuple[T, float]:
+            t = time.thread_time()
+            return fn(*args, **kwargs), time.thread_time() - t
+
+        result, cpu_s = await asyncio.get_running_loop().run_in_executor(self.cpu, timed)
+        self.worker_cpu_s += cpu_s
+        return result
 
     # --- open / resume -----------------------------------------------------------------------------
 
@@ -311,6 +331,7 @@ class ConversationService:
                 await self._apply_profile(lane, conversation_id, state, customer)
             if sink is not None:
                 lane.sinks.add(sink)
+                self._watched(conversation_id, lane)
             return lane.last_seq or 0
 
     async def _resolve_profile(self, uow: UnitOfWork, customer: CustomerProfile) -> CustomerProfile:
@@ -334,10 +355,15 @@ class ConversationService:
 
     # --- turns ---------------------------------------------------------------------------------------
 
-    async def submit_turn(self, conversation_id: str, turn: TurnFrame, *, create: bool = True) -> TurnResult:
-        """Persist, ack, process and push one turn; see the module docstring for the steps.
+    async def submit_turn(self, conversation_id: str, turn: TurnFrame, *, create: bool = True,
+                          waiting: bool = False) -> TurnResult:
+        """Admit, persist, ack, process and push one turn; see the module docstring for the steps.
+
+        ``waiting``: the caller waits for the analysis (REST), so the turn counts as live whether
+        or not a console watches the conversation.
 
         Raises:
+            ServerBusyError: the backlog is full; nothing was stored (resend after ``retry_after``).
             ConversationNotFound: ``create`` is false and the conversation does not exist.
             AssistError: processing failed (the turn stays stored, marked failed, and is not retried).
         """
@@ -349,9 +375,14 @@ class ConversationService:
             tz = getattr(getattr(getattr(self.engine, "policy", None), "config", None), "tz", None) or UTC
             turn = turn.model_copy(update={"ts": turn.ts.replace(tzinfo=tz)})
         t0 = time.perf_counter()
+        customer = turn.role is Role.customer
+        # Before anything is stored: a refused turn was never acked, so the client resends it.
+        self.admission.precheck(conversation_id, pinned=waiting)
+        tokens = self._tokens(turn.text) if customer else None
+        ticket = self.admission.admit(conversation_id, tokens=tokens, pinned=waiting)
         # The embedding depends on the text alone, so it starts now and overlaps the ingest commit
         # and the wait for earlier turns; only its result is used in order.
-        early = self.spawn(self._understand_text(turn.text)) if turn.role is Role.customer else None
+        early = self.spawn(self._understand_text(turn.text, ticket, tokens)) if customer else None
         try:
             async with self._lane(conversation_id) as lane:
                 # The first await of this coroutine: tasks spawned in arrival order queue here in order.
@@ -361,16 +392,27 @@ class ConversationService:
                     prev, mine = lane.reserve()
                 async with _slot(prev, mine):
                     return await self._process(lane, conversation_id, turn.turn_id, t0=t0, ingest_ms=ingest_ms,
-                                               early=early, fresh=record if created else None)
+                                               early=early, fresh=record if created else None, ticket=ticket)
         finally:
+            self.admission.release(ticket)
             if early is not None and not early.done():
                 early.cancel()  # a duplicate or a failure: nobody will use it
 
-    async def _understand_text(self, text: str) -> tuple[Any, Embedded]:
+    def _tokens(self, text: str) -> int:
+        return self.batcher.cost.tokens(truncate_for_embedding(text, self.batcher.max_chars))
+
+    async def _understand_text(self, text: str, ticket: Ticket | None = None, tokens: int | None = None
+                               ) -> tuple[Any, Embedded]:
         """Prepare and embed a text: the part of the analysis that needs no conversation state."""
         prepared = (self.pipeline.prepare(text) if len(text) <= _LONG_TEXT
                     else await self._run_cpu(self.pipeline.prepare, text))
-        return prepared, await self.batcher.embed(prepared.normalised)
+        if ticket is None:
+            emb = await self.batcher.embed(prepared.normalised, tokens=tokens)
+        else:
+            emb = await self.batcher.embed(prepared.normalised, tokens=tokens,
+                                           priority=lambda: self.admission.priority(ticket))
+            self.admission.embedded(ticket)
+        return prepared, emb
 
     async def _ingest(self, lane: _Lane, conversation_id: str, turn: TurnFrame, *, create: bool
                       ) -> tuple[TurnRecord, bool, float]:
@@ -391,7 +433,7 @@ class ConversationService:
 
     async def _process(self, lane: _Lane, conversation_id: str, turn_id: str, *, t0: float,
                        ingest_ms: float = 0.0, early: asyncio.Task[tuple[Any, Embedded]] | None = None,
-                       fresh: TurnRecord | None = None) -> TurnResult:
+                       fresh: TurnRecord | None = None, ticket: Ticket | None = None) -> TurnResult:
         """Process a stored turn in its slot, or answer from its stored result.
 
         ``fresh``: the record this call just inserted; nobody else can have touched it, so the
@@ -416,7 +458,7 @@ class ConversationService:
             raise AssistError(f"turn {turn_id!r} failed earlier and is not retried: {record.error}")
         try:
             frame, analysis, actions, new = await self._analyse(state, record, t0=t0, ingest_ms=ingest_ms,
-                                                                early=early)
+                                                                early=early, ticket=ticket)
         except Exception as exc:
             # Parked as failed so start-up recovery does not loop on a turn that cannot be processed.
             _log.exception("processing turn %s of %s failed", turn_id, conversation_id)
@@ -440,13 +482,13 @@ class ConversationService:
         return TurnResult(turn_id, False, stored[0], pushed[0].text)
 
     async def _analyse(self, state: ConversationState, record: TurnRecord, *, t0: float, ingest_ms: float,
-                       early: asyncio.Task[tuple[Any, Embedded]] | None = None,
+                       early: asyncio.Task[tuple[Any, Embedded]] | None = None, ticket: Ticket | None = None,
                        ) -> tuple[AnalysisFrame, Analysis | None, list[Action], ConversationState]:
         """Pipeline + Engine for one stored turn. Returns the frame (seq unset) and what to store."""
         ts = record.ts
         if record.role == Role.customer.value:
             text = record.text
-            prepared, emb = await (early if early is not None else self._understand_text(text))
+            prepared, emb = await (early if early is not None else self._understand_text(text, ticket))
             now = _now()
 
             def decide() -> tuple[Analysis, Any, float]:
@@ -481,10 +523,18 @@ class ConversationService:
         return frame, analysis, actions, step.state
 
     async def analyse_text(self, text: str, *, skus: Sequence[str] = (), category: str | None = None) -> Analysis:
-        """Stateless analysis of one text (``POST /v1/analyze``), batched with live turns."""
-        prepared, emb = await self._understand_text(text)
-        return await self._run_cpu(self.pipeline.complete, prepared, emb.vec, skus=list(skus), category=category,
-                                   retrieval_vec=emb.retrieval_vec, embed_ms=emb.ms)
+        """Stateless analysis of one text (``POST /v1/analyze``), batched and admitted like a live turn.
+
+        Raises ``ServerBusyError`` when the backlog is full.
+        """
+        tokens = self._tokens(text)
+        ticket = self.admission.admit("", tokens=tokens, pinned=True)
+        try:
+            prepared, emb = await self._understand_text(text, ticket, tokens)
+            return await self._run_cpu(self.pipeline.complete, prepared, emb.vec, skus=list(skus), category=category,
+                                       retrieval_vec=emb.retrieval_vec, embed_ms=emb.ms)
+        finally:
+            self.admission.release(ticket)
 
     async def _enqueue_webhooks(self, uow: UnitOfWork, conversation_id: str, actions: Sequence[Action],
                                 *, turn_id: str | None = None) -> None:
@@ -510,13 +560,19 @@ class ConversationService:
         done = 0
         for record in pending:
             t0 = time.perf_counter()
+            # Acked before the crash: admitted whatever the backlog, and counted in it.
+            ticket = self.admission.admit(record.conversation_id, force=True,
+                                          tokens=self._tokens(record.text) if record.role == Role.customer.value
+                                          else None)
             async with self._lane(record.conversation_id) as lane, self._ordered(lane):
                 try:
-                    await self._process(lane, record.conversation_id, record.turn_id, t0=t0)
+                    await self._process(lane, record.conversation_id, record.turn_id, t0=t0, ticket=ticket)
                     done += 1
                 except AssistError as exc:
                     _log.warning("recovering turn %s of %s failed: %s", record.turn_id,
                                  record.conversation_id, exc.message)
+                finally:
+                    self.admission.release(ticket)
         if pending:
             _log.info("recovered %d of %d pending turn(s)", done, len(pending))
         return done

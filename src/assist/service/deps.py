@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from assist.errors import NotReadyError
+from assist.service.admission import Admission
 from assist.service.batcher import EmbedBatcher
 from assist.service.conversations import ConversationService
 from assist.service.errors import Unauthorized
@@ -39,6 +40,7 @@ class AppServices:
     runtime: Any = None
     pipeline: Any = None
     batcher: EmbedBatcher | None = None
+    admission: Admission | None = None  # prices and admits turns (with ``conversations``)
     conversations: ConversationService | None = None
     kb: KbService | None = None
     cpu: Executor | None = None
@@ -46,6 +48,7 @@ class AppServices:
     outbox: Any = None  # assist.webhooks.OutboxWorker, when webhooks are configured
     startup: asyncio.Task[None] | None = None
     sweeper: asyncio.Task[None] | None = None
+    cpu_sampler: asyncio.Task[None] | None = None  # measures CPU per turn for the cost model
     ready: bool = False
     stage: str = "starting"  # what start-up is doing, for /readyz
     error: str | None = None  # why start-up failed, if it did

@@ -77,6 +77,8 @@ ERROR_TABLE: dict[type[e.AssistError], int] = {
     e.StaleIndexError: 500,
     e.ModelError: 503,
     e.NotReadyError: 503,
+    e.ServerBusyError: 503,
+    e.OverloadedError: 503,
     Unauthorized: 401,
     SlowConsumer: 503,
 }
@@ -104,7 +106,17 @@ def error_body(exc: e.AssistError) -> dict[str, Any]:
 
 def error_frame_fields(exc: e.AssistError) -> dict[str, Any]:
     """The fields an ``error`` frame takes from ``exc`` (the frame model adds ``type``/``v``/``seq``)."""
-    return {"code": exc.code, "message": exc.message}
+    fields: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, e.ServerBusyError):
+        fields["retry_after"] = exc.retry_after
+    return fields
+
+
+def error_headers(exc: e.AssistError) -> dict[str, str] | None:
+    """HTTP headers an error response carries: ``Retry-After`` (RFC 9110 §10.2.3) when busy."""
+    if isinstance(exc, e.ServerBusyError):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 def internal_error(context: str, exc: BaseException) -> e.AssistError:
@@ -127,7 +139,7 @@ def install_handlers(app: FastAPI) -> None:
     async def on_assist_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.AssistError)
         count(request, exc.code)
-        return JSONResponse(error_body(exc), status_code=http_status(exc))
+        return JSONResponse(error_body(exc), status_code=http_status(exc), headers=error_headers(exc))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         # FastAPI's request validation: same shape as ValidationError, with pydantic's locations.

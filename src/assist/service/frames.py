@@ -18,7 +18,7 @@ Server -> client::
     analysis {turn_id, role, intent, sentiment, kb, actions, state, timings_ms}
     event    {event, data, actions, state?}    CRM hooks (order.shipped, profile.updated ...),
                                                feedback and resolve outcomes
-    error    {code, message, ref?, turn_id?}
+    error    {code, message, ref?, turn_id?, retry_after?}   retry_after: server.busy only
     qa       {draft_id?, flags: [{code, reason, hint, spans}]}   the answer to a draft
     pong     {nonce?, server_time}
 
@@ -208,6 +208,8 @@ class ErrorFrame(_ServerFrame):
     message: str
     ref: str | None = Field(None, description="type of the client frame this answers")
     turn_id: str | None = None
+    retry_after: int | None = Field(None, description="server.busy: seconds to wait before resending the turn "
+                                                      "(it was not stored)")
 
 
 class QaSpan(BaseModel):

