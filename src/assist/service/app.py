@@ -135,7 +135,7 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
 
         services.http = httpx.AsyncClient()
         services.outbox = OutboxWorker(db=db, client=services.http, url=settings.webhook_url,
-                                       secret=settings.webhook_secret)
+                                       secret=settings.webhook_secret, on_result=services.metrics.webhook_result)
         await services.outbox.start()
 
     services.sweeper = asyncio.create_task(_sweep_forever(services.conversations), name="assist-sweep")

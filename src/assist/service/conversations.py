@@ -276,7 +276,7 @@ class ConversationService:
         out = [StoredFrame.of(doc) for doc in stored]
         for doc, frame in zip(stored, out, strict=True):
             lane.last_seq = max(lane.last_seq or 0, frame.seq)
-            self.metrics.frames.inc(type=str(doc.get("type", "?")))
+            self.metrics.frames.labels(type=str(doc.get("type", "?"))).inc()
             for sink in list(lane.sinks):
                 try:
                     sink.deliver(frame)
@@ -435,7 +435,7 @@ class ConversationService:
                 await self._enqueue_webhooks(uow, conversation_id, actions, turn_id=turn_id)
             lane.state = new
             pushed = self._publish(lane, stored)
-        self.metrics.turns.inc(role=record.role)
+        self.metrics.turns.labels(role=record.role).inc()
         self.metrics.turn_latency.observe(time.perf_counter() - t0)
         return TurnResult(turn_id, False, stored[0], pushed[0].text)
 
