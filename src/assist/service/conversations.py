@@ -35,10 +35,12 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel
 
 from assist.errors import AssistError, ConversationNotFound, NotReadyError
+from assist.insights.quality import GroupKey
 from assist.policy.actions import Action, ActionType
 from assist.service.batcher import EmbedBatcher, Embedded
 from assist.service.frames import AckFrame, AnalysisFrame, EventFrame, Outcome, Role, TurnFrame
 from assist.service.metrics import Metrics
+from assist.service.quality import QualityMonitor
 from assist.state import ConversationState, CustomerProfile, OrderEvent
 from assist.store.records import OutboxTopic, TurnRecord, TurnStatus
 from assist.store.unit import UnitOfWork
@@ -163,6 +165,7 @@ class ConversationService:
         cpu: executor for classification, retrieval and the engine (GIL-bound but kept off the loop).
         metrics: where turn counts and latencies go.
         webhooks: enqueue outbox events for the CRM (only when a webhook URL is configured).
+        quality: records confirmed defects with their turns and judges quality alerts (None: off).
     """
 
     def __init__(
@@ -175,6 +178,7 @@ class ConversationService:
         cpu: Executor,
         metrics: Metrics,
         webhooks: bool = False,
+        quality: QualityMonitor | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -183,6 +187,7 @@ class ConversationService:
         self.cpu = cpu
         self.metrics = metrics
         self.webhooks = webhooks
+        self.quality = quality
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -433,8 +438,14 @@ class ConversationService:
                     actions=[_dump(a) for a in actions], frames=[frame, *_escalation_events(frame)], result_frame=0,
                 )
                 await self._enqueue_webhooks(uow, conversation_id, actions, turn_id=turn_id)
+                groups = await self.quality.record_turn(
+                    uow, conversation_id=conversation_id, turn_id=turn_id, at=record.ts, before=state, after=new,
+                    actions=actions, intent=analysis.intent.label.value,
+                ) if self.quality is not None and analysis is not None else set()
             lane.state = new
             pushed = self._publish(lane, stored)
+        self._judge_quality(groups)
+        self._count_shown(actions)
         self.metrics.turns.labels(role=record.role).inc()
         self.metrics.turn_latency.observe(time.perf_counter() - t0)
         return TurnResult(turn_id, False, stored[0], pushed[0].text)
@@ -492,7 +503,7 @@ class ConversationService:
         if not self.webhooks:
             return
         topics = {ActionType.escalate: OutboxTopic.escalation_created,
-                  ActionType.quality_report: OutboxTopic.quality_alert_raised}
+                  ActionType.quality_report: OutboxTopic.quality_report_created}
         for action in actions:
             topic = topics.get(action.type)
             if topic is not None:
@@ -546,7 +557,17 @@ class ConversationService:
                     await self._enqueue_webhooks(uow, conversation_id, list(step.actions))
                 lane.state = step.state
                 self._publish(lane, stored)
+            self._count_shown(step.actions)
             return stored
+
+    def _count_shown(self, actions: Sequence[Action]) -> None:
+        for a in actions:
+            self.metrics.suggestions.labels(type=a.type.value).inc()
+
+    def _judge_quality(self, groups: set[GroupKey]) -> None:
+        """Judge the quality groups a committed change touched, off the caller's path."""
+        if groups and self.quality is not None:
+            self.spawn(self.quality.evaluate_logged(groups))
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Time-driven checks (``Engine.tick``: promises past their deadline) on watched conversations.
@@ -578,12 +599,20 @@ class ConversationService:
         Raises ``ConversationNotFound``, ``SuggestionNotFound``.
         """
         now = _now()
+        groups: set[GroupKey] = set()
+        kind = "unknown"
 
         async def record(uow: UnitOfWork, step: Any) -> None:
+            nonlocal kind
             await uow.conversations.add_feedback(conversation_id, suggestion_id=suggestion_id,
                                                  outcome=outcome.value, edited_text=edited_text, ts=now)
+            shown = step.state.suggestions.get(suggestion_id)
+            kind = shown.type if shown is not None else kind
+            if self.quality is not None:
+                groups.update(await self.quality.record_feedback(
+                    uow, conversation_id=conversation_id, suggestion_id=suggestion_id, outcome=outcome,
+                    state=step.state))
             if self.webhooks and outcome in (Outcome.accepted, Outcome.edited):
-                shown = step.state.suggestions.get(suggestion_id)
                 await uow.outbox.enqueue(OutboxTopic.suggestion_accepted, {
                     "conversation_id": conversation_id, "suggestion_id": suggestion_id, "outcome": outcome.value,
                     "edited_text": edited_text, "suggestion": _dump(shown) if shown is not None else None,
@@ -602,6 +631,8 @@ class ConversationService:
             ],
             extra=record,
         )
+        self.metrics.feedback.labels(type=kind, outcome=outcome.value).inc()
+        self._judge_quality(groups)
         return stored[-1]
 
     async def resolve(self, conversation_id: str, *, ts: datetime | None = None) -> dict[str, Any]:
