@@ -54,9 +54,10 @@ async def _report(mon: QualityMonitor, cid: str, at: datetime, *, sku: str = "HD
                              "symptom": "吹风机不出热风 / 试过了还是不行"})
     async with mon.db.transaction() as uow:
         await uow.conversations.ensure(cid)
-        keys = await mon.record_turn(uow, conversation_id=cid, turn_id="t2", at=at, before=_state(cid),
-                                     after=_state(cid, defect=True, defect_reported=True), actions=[action],
-                                     intent="product_defect")
+        recorded = await mon.record_turn(uow, conversation_id=cid, turn_id="t2", at=at, before=_state(cid),
+                                         after=_state(cid, defect=True, defect_reported=True), actions=[action],
+                                         intent="product_defect")
+    keys = mon.committed(recorded)
     if judge:
         await mon.evaluate(keys, now=at)
 
@@ -64,11 +65,11 @@ async def _report(mon: QualityMonitor, cid: str, at: datetime, *, sku: str = "HD
 async def _solved(mon: QualityMonitor, cid: str, at: datetime) -> None:
     """The customer's next turn: "哦 开关没拨到热风档 好了 谢谢" (no remedy asked for)."""
     async with mon.db.transaction() as uow:
-        keys = await mon.record_turn(
+        recorded = await mon.record_turn(
             uow, conversation_id=cid, turn_id="t3", at=at, before=_state(cid, defect=True, defect_reported=True),
             after=_state(cid, defect=True, defect_reported=True, resolved=True, resolved_by="customer"),
             actions=[], intent="greeting_thanks")
-    await mon.evaluate(keys, now=at)
+    await mon.evaluate(mon.committed(recorded), now=at)
 
 
 async def _outbox(db: Database) -> list[str]:
@@ -175,9 +176,10 @@ async def test_a_dismissed_report_stops_counting_and_closes_the_alert(db: Databa
     state = _state("c1", defect=True, defect_reported=True, report_id=sid, report_handled=True)
     state = state.model_copy(update={"suggestions": {sid: Suggestion(id=sid, type="quality_report", status="dismissed")}})
     async with db.transaction() as uow:
-        keys = await mon.record_feedback(uow, conversation_id="c1", suggestion_id=sid, outcome=Outcome.dismissed,
-                                         state=state)
-    [closed] = await mon.evaluate(keys, now=T0 + timedelta(hours=3))
+        recorded = await mon.record_feedback(uow, conversation_id="c1", suggestion_id=sid,
+                                             outcome=Outcome.dismissed, state=state)
+    assert recorded.retracted == 1
+    [closed] = await mon.evaluate(mon.committed(recorded), now=T0 + timedelta(hours=3))
     assert (closed.id, closed.status, closed.count, closed.conversation_ids) == (alert.id, "closed", 2, ["c0", "c2"])
 
 

@@ -39,9 +39,10 @@ async def test_counts_skip_retracted_defects_and_filing_does_not_undo_a_retracti
         for i in range(3):
             await uow.conversations.ensure(f"c{i}")
             await uow.quality.record(_report(f"c{i}", T0 + timedelta(days=i)))
-        assert await uow.quality.retract("c1", reason=RetractReason.usage, problem_id="p1") == {KEY}
-        assert await uow.quality.file("c1", action_id="a1") == set()
-        assert await uow.quality.file("c2", action_id="a1") == {KEY}
+        assert await uow.quality.retract("c1", reason=RetractReason.usage, problem_id="p1") == ({KEY}, 1)
+        assert await uow.quality.retract("c1", reason=RetractReason.usage, problem_id="p1") == (set(), 0)
+        assert await uow.quality.file("c1", action_id="a1") == (set(), 0)
+        assert await uow.quality.file("c2", action_id="a1") == ({KEY}, 1)
         window = await uow.quality.window(KEY, T0 - timedelta(days=1), T0 + timedelta(days=5))
         assert sorted(p.conversation_id for p in window) == ["c0", "c2"]
         assert await uow.quality.history_count("S1", "kb:x", T0 - timedelta(days=1), T0 + timedelta(days=1)) == 1

@@ -35,12 +35,11 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel
 
 from assist.errors import AssistError, ConversationNotFound, NotReadyError
-from assist.insights.quality import GroupKey
 from assist.policy.actions import Action, ActionType
 from assist.service.batcher import EmbedBatcher, Embedded
 from assist.service.frames import AckFrame, AnalysisFrame, EventFrame, Outcome, Role, TurnFrame
 from assist.service.metrics import Metrics
-from assist.service.quality import QualityMonitor
+from assist.service.quality import QualityMonitor, Recorded
 from assist.state import ConversationState, CustomerProfile, OrderEvent
 from assist.store.records import OutboxTopic, TurnRecord, TurnStatus
 from assist.store.unit import UnitOfWork
@@ -438,13 +437,13 @@ class ConversationService:
                     actions=[_dump(a) for a in actions], frames=[frame, *_escalation_events(frame)], result_frame=0,
                 )
                 await self._enqueue_webhooks(uow, conversation_id, actions, turn_id=turn_id)
-                groups = await self.quality.record_turn(
+                defects = await self.quality.record_turn(
                     uow, conversation_id=conversation_id, turn_id=turn_id, at=record.ts, before=state, after=new,
                     actions=actions, intent=analysis.intent.label.value,
-                ) if self.quality is not None and analysis is not None else set()
+                ) if self.quality is not None and analysis is not None else None
             lane.state = new
             pushed = self._publish(lane, stored)
-        self._judge_quality(groups)
+        self._judge_quality(defects)
         self._count_shown(actions)
         self.metrics.turns.labels(role=record.role).inc()
         self.metrics.turn_latency.observe(time.perf_counter() - t0)
@@ -564,9 +563,9 @@ class ConversationService:
         for a in actions:
             self.metrics.suggestions.labels(type=a.type.value).inc()
 
-    def _judge_quality(self, groups: set[GroupKey]) -> None:
+    def _judge_quality(self, defects: Recorded | None) -> None:
         """Judge the quality groups a committed change touched, off the caller's path."""
-        if groups and self.quality is not None:
+        if defects is not None and self.quality is not None and (groups := self.quality.committed(defects)):
             self.spawn(self.quality.evaluate_logged(groups))
 
     async def sweep(self, now: datetime | None = None) -> int:
@@ -599,19 +598,19 @@ class ConversationService:
         Raises ``ConversationNotFound``, ``SuggestionNotFound``.
         """
         now = _now()
-        groups: set[GroupKey] = set()
+        defects: Recorded | None = None
         kind = "unknown"
 
         async def record(uow: UnitOfWork, step: Any) -> None:
-            nonlocal kind
+            nonlocal kind, defects
             await uow.conversations.add_feedback(conversation_id, suggestion_id=suggestion_id,
                                                  outcome=outcome.value, edited_text=edited_text, ts=now)
             shown = step.state.suggestions.get(suggestion_id)
             kind = shown.type if shown is not None else kind
             if self.quality is not None:
-                groups.update(await self.quality.record_feedback(
+                defects = await self.quality.record_feedback(
                     uow, conversation_id=conversation_id, suggestion_id=suggestion_id, outcome=outcome,
-                    state=step.state))
+                    state=step.state)
             if self.webhooks and outcome in (Outcome.accepted, Outcome.edited):
                 await uow.outbox.enqueue(OutboxTopic.suggestion_accepted, {
                     "conversation_id": conversation_id, "suggestion_id": suggestion_id, "outcome": outcome.value,
@@ -632,7 +631,7 @@ class ConversationService:
             extra=record,
         )
         self.metrics.feedback.labels(type=kind, outcome=outcome.value).inc()
-        self._judge_quality(groups)
+        self._judge_quality(defects)
         return stored[-1]
 
     async def resolve(self, conversation_id: str, *, ts: datetime | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -71,6 +72,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What one transaction did to the defects: the groups to judge again, defects new and retracted."""
+
+    groups: frozenset[GroupKey] = frozenset()
+    new: int = 0
+    retracted: int = 0
+
+
 class QualityMonitor:
     """Defects in, alerts out. One per app; see the module docstring.
 
@@ -97,23 +107,24 @@ class QualityMonitor:
 
     async def record_turn(self, uow: UnitOfWork, *, conversation_id: str, turn_id: str, at: datetime,
                           before: ConversationState, after: ConversationState, actions: Sequence[Action],
-                          intent: str | None) -> set[GroupKey]:
-        """Store the defects a processed customer turn reported or showed to be usage; returns touched groups."""
+                          intent: str | None) -> Recorded:
+        """Store the defects a processed customer turn reported or showed to be usage (pass the
+        result to :meth:`committed` once the transaction has committed)."""
         touched: set[GroupKey] = set()
+        new = retracted = 0
         for report in reports_of_turn(conversation_id, turn_id, at, after, actions):
             groups, created = await uow.quality.record(report)
             touched |= groups
-            if created:
-                self.metrics.defects.labels(event="recorded").inc()
+            new += int(created)
         usage = solved_as_usage(before, after, intent, self.remedy_intents)
         if usage is not None:
-            retracted = await uow.quality.retract(conversation_id, reason=RetractReason.usage, problem_id=usage)
-            self.metrics.defects.labels(event="retracted").inc(len(retracted))
-            touched |= retracted
-        return touched
+            groups, retracted = await uow.quality.retract(conversation_id, reason=RetractReason.usage,
+                                                          problem_id=usage)
+            touched |= groups
+        return Recorded(frozenset(touched), new, retracted)
 
     async def record_feedback(self, uow: UnitOfWork, *, conversation_id: str, suggestion_id: str,
-                              outcome: Outcome, state: ConversationState) -> set[GroupKey]:
+                              outcome: Outcome, state: ConversationState) -> Recorded:
         """A verdict on a quality report: dismissed retracts it, accepted / edited files it.
 
         The report belongs to the conversation's current problem, as :func:`assist.state.on_feedback`
@@ -121,14 +132,22 @@ class QualityMonitor:
         """
         shown = state.suggestions.get(suggestion_id)
         if shown is None or shown.type != "quality_report":
-            return set()
+            return Recorded()
         problem_id = state.problem.id if state.problem is not None and state.problem.defect_reported else None
         if outcome is Outcome.dismissed:
-            touched = await uow.quality.retract(conversation_id, reason=RetractReason.dismissed,
-                                                problem_id=problem_id, action_id=suggestion_id)
-            self.metrics.defects.labels(event="retracted").inc(len(touched))
-            return touched
-        return await uow.quality.file(conversation_id, problem_id=problem_id, action_id=suggestion_id)
+            touched, n = await uow.quality.retract(conversation_id, reason=RetractReason.dismissed,
+                                                   problem_id=problem_id, action_id=suggestion_id)
+            return Recorded(frozenset(touched), retracted=n)
+        touched, _ = await uow.quality.file(conversation_id, problem_id=problem_id, action_id=suggestion_id)
+        return Recorded(frozenset(touched))
+
+    def committed(self, recorded: Recorded) -> frozenset[GroupKey]:
+        """Count what a committed transaction recorded; returns the groups to judge (:meth:`evaluate_logged`)."""
+        if recorded.new:
+            self.metrics.defects.labels(event="recorded").inc(recorded.new)
+        if recorded.retracted:
+            self.metrics.defects.labels(event="retracted").inc(recorded.retracted)
+        return recorded.groups
 
     # --- judging -------------------------------------------------------------------------------
 
@@ -199,4 +218,4 @@ class QualityMonitor:
                                                                           limit=limit)]
 
 
-__all__ = ["QualityAlert", "QualityMonitor", "remedy_intents_of"]
+__all__ = ["QualityAlert", "QualityMonitor", "Recorded", "remedy_intents_of"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assist.insights.defects import COUNTED, DefectReport, DefectStatus, RetractReason
@@ -40,7 +40,7 @@ def _key(row: QualityDefectRow) -> GroupKey | None:
     return GroupKey(row.sku, row.batch, row.symptom) if row.sku else None
 
 
-def _batch_is(batch: str | None):  # type: ignore[no-untyped-def]
+def _batch_is(batch: str | None) -> ColumnElement[bool]:
     return QualityDefectRow.batch.is_(None) if batch is None else QualityDefectRow.batch == batch
 
 
@@ -92,33 +92,36 @@ class QualityRepo:
 
     async def _set_status(self, conversation_id: str, problem_id: str | None, action_id: str | None,
                           status: DefectStatus, reason: RetractReason | None, now: datetime | None
-                          ) -> set[GroupKey]:
+                          ) -> tuple[set[GroupKey], int]:
         conds = [QualityDefectRow.action_id == action_id] if action_id else []
         if problem_id:
             conds.append(QualityDefectRow.problem_id == problem_id)
         if not conds:
-            return set()
+            return set(), 0
         rows = list(await self._s.scalars(select(QualityDefectRow).where(
             QualityDefectRow.conversation_id == conversation_id, or_(*conds))))
         touched = set()
+        changed = 0
         for row in rows:
-            if status is DefectStatus.filed and row.status != DefectStatus.reported.value:
-                continue  # filing does not undo a retraction
+            if row.status == status.value or (status is DefectStatus.filed and row.status != DefectStatus.reported.value):
+                continue  # nothing to do; and filing does not undo a retraction
+            changed += 1
             row.status = status.value
             row.retracted_reason = reason.value if reason else None
             row.updated_at = as_utc(now) if now else utcnow()
             if (k := _key(row)) is not None:
                 touched.add(k)
         await self._s.flush()
-        return touched
+        return touched, changed
 
     async def retract(self, conversation_id: str, *, reason: RetractReason, problem_id: str | None = None,
-                      action_id: str | None = None, now: datetime | None = None) -> set[GroupKey]:
-        """Stop counting the problem's defect (or the one reported by ``action_id``); returns touched groups."""
+                      action_id: str | None = None, now: datetime | None = None) -> tuple[set[GroupKey], int]:
+        """Stop counting the problem's defect (or the one reported by ``action_id``); returns the groups
+        touched and how many defects stopped counting."""
         return await self._set_status(conversation_id, problem_id, action_id, DefectStatus.retracted, reason, now)
 
     async def file(self, conversation_id: str, *, problem_id: str | None = None, action_id: str | None = None,
-                   now: datetime | None = None) -> set[GroupKey]:
+                   now: datetime | None = None) -> tuple[set[GroupKey], int]:
         """The agent accepted or edited the report: it stays counted, now as filed."""
         return await self._set_status(conversation_id, problem_id, action_id, DefectStatus.filed, None, now)
 
