@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from assist.service.metrics import Metrics
 from assist.store import Database, OutboxStatus, OutboxTopic
 from assist.store.testing import CleanDatabases, drop_schemas, pg_unreachable_reason
 from assist.webhooks import (
@@ -191,7 +192,9 @@ async def test_transport_errors_are_retried_like_http_errors(db: Database) -> No
 async def test_a_crm_that_never_answers_dead_letters_after_max_attempts(db: Database) -> None:
     clock = Clock()
     crm = FakeCrm(clock, fail_first=10**6, failure=500)
-    worker = _worker(db, crm, clock, retry=RetryPolicy(max_attempts=4, base_delay_s=1, jitter=0))
+    metrics = Metrics()
+    worker = _worker(db, crm, clock, retry=RetryPolicy(max_attempts=4, base_delay_s=1, jitter=0),
+                     on_result=metrics.webhook_result)
     await _enqueue(db, n=2, topic=OutboxTopic.quality_alert_raised)
     await _run_until_settled(worker, clock)
     assert len(crm.requests) == 8
@@ -207,6 +210,9 @@ async def test_a_crm_that_never_answers_dead_letters_after_max_attempts(db: Data
     async with db.transaction() as uow:
         counts = await uow.outbox.counts()
     assert counts == {OutboxStatus.pending: 0, OutboxStatus.delivered: 1, OutboxStatus.dead: 1}
+    results = {r: metrics.value("assist_webhook_deliveries_total", topic="quality_alert.raised", result=r)
+               for r in ("delivered", "failed", "dead")}
+    assert results == {"delivered": 1, "failed": 8, "dead": 2}
 
 
 @on_session_loop

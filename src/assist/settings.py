@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from assist.insights.quality import AlertRule
 from assist.understanding.encoder import EMBED_MAX_CHARS
 
 _log = logging.getLogger(__name__)
@@ -103,8 +104,23 @@ class Settings(BaseSettings):
     webhook_secret: str = "changethis"
     log_level: str = "INFO"
 
+    # Quality early warning (assist.insights.quality): a (sku, batch, symptom) group raises an alert
+    # when its count in the window is >= min_count and P(X >= count | Poisson(baseline)) < alpha;
+    # the baseline is the SKU's rate for the symptom over the history before the window, at least
+    # baseline_floor per window (3 reports in 14 days with no history: p = 0.0011). It closes when
+    # the count drops under min_count or p reaches close_alpha.
+    quality_window_days: float = Field(14.0, gt=0)
+    quality_history_days: float = Field(90.0, gt=0)
+    quality_min_count: int = Field(3, ge=1)
+    quality_alpha: float = Field(0.01, gt=0, lt=1)
+    quality_close_alpha: float = Field(0.05, gt=0, lt=1)
+    quality_baseline_floor: float = Field(0.2, gt=0)
+    quality_sweep_interval_s: float = Field(300.0, gt=0)  # re-judges open alerts and recent groups
+
     @model_validator(mode="after")
     def _check_unsafe(self) -> Settings:
+        if self.quality_close_alpha < self.quality_alpha:
+            raise ValueError("ASSIST_QUALITY_CLOSE_ALPHA must be >= ASSIST_QUALITY_ALPHA")
         problems = []
         if self.webhook_url and self.webhook_secret == "changethis":
             problems.append("ASSIST_WEBHOOK_SECRET is the placeholder 'changethis'")
@@ -117,6 +133,11 @@ class Settings(BaseSettings):
         for p in problems if self.env == "dev" else []:
             _log.debug("dev settings: %s", p)
         return self
+
+    def quality_rule(self) -> AlertRule:
+        return AlertRule(window_days=self.quality_window_days, history_days=self.quality_history_days,
+                         min_count=self.quality_min_count, alpha=self.quality_alpha,
+                         close_alpha=self.quality_close_alpha, baseline_floor=self.quality_baseline_floor)
 
     @property
     def effective_database_url(self) -> str:

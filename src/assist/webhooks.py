@@ -206,6 +206,8 @@ class OutboxWorker:
     clock: Callable[[], datetime] = _utcnow
     rng: random.Random = field(default_factory=random.Random)
     stats: WorkerStats = field(default_factory=WorkerStats)
+    # (topic, "delivered" | "failed" | "dead") after each attempt, e.g. Metrics.webhook_result.
+    on_result: Callable[[str, str], None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _stopping: bool = field(default=False, init=False, repr=False)
@@ -262,12 +264,16 @@ class OutboxWorker:
         )
 
     def _count(self, o: _Outcome) -> None:
+        report = self.on_result or (lambda _topic, _result: None)
         if o.error is None:
             self.stats.delivered += 1
+            report(o.event.topic, "delivered")
             return
         self.stats.failed_attempts += 1
+        report(o.event.topic, "failed")
         if o.event.attempts >= self.retry.max_attempts:
             self.stats.dead += 1
+            report(o.event.topic, "dead")
             _log.error("webhook %s (%s) dead after %d attempts: %s", o.event.event_id, o.event.topic,
                        o.event.attempts, o.error)
         else:

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from policy_build import Chat, analysis, at, customer, make_engine, make_policy, make_shop, of_type, order, types
+from policy_build import (
+    Chat,
+    analysis,
+    at,
+    customer,
+    make_engine,
+    make_policy,
+    make_shop,
+    of_type,
+    order,
+    types,
+)
 
 from assist.engine import Engine
 from assist.types import Intent

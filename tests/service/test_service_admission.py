@@ -27,8 +27,8 @@ def test_turns_are_admitted_up_to_the_bound_then_refused_with_retry_after() -> N
     assert busy.value.code == "server.busy" and busy.value.retry_after >= 1
     assert a.live_s == pytest.approx(1.0)  # the refused turn holds nothing
     assert a.overloaded()
-    assert a.metrics.admit_turns.get(outcome="refused") == 1
-    assert a.metrics.admit_turns.get(outcome="admitted") == 5
+    assert a.metrics.value("assist_admit_turns_total", outcome="refused") == 1
+    assert a.metrics.value("assist_admit_turns_total", outcome="admitted") == 5
     a.release(tickets[0])
     a.admit("c1", tokens=100)  # room again
     assert a.peak_over_s <= 1e-9
@@ -97,12 +97,12 @@ def test_pinned_turns_count_as_live_without_a_console_and_forced_turns_are_never
         a.admit("c9", tokens=300, pinned=True)
     recovered = a.admit("c9", tokens=3000, force=True)
     assert a.backlog_s == pytest.approx(0.4 + 3.1)
-    assert a.metrics.admit_turns.get(outcome="forced") == 1
+    assert a.metrics.value("assist_admit_turns_total", outcome="forced") == 1
     snap = a.snapshot()
     assert snap["overloaded"] is True and snap["limit_s"] == 0.5 and snap["backlog_s"] == pytest.approx(3.5)
     a.release(rest)
     a.release(recovered)
-    assert a.metrics.admit_backlog_live.value == 0 and a.metrics.admit_backlog_departed.value == 0
+    assert a.metrics.value("assist_admit_backlog_live_seconds") == 0 and a.metrics.value("assist_admit_backlog_departed_seconds") == 0
 
 
 def test_the_drain_rate_scales_the_bound_to_wall_time() -> None:

@@ -110,4 +110,4 @@ def test_overload_refuses_some_turns_and_analyses_every_acknowledged_one(tmp_pat
         for cid in acked:
             stored = {t["turn_id"]: t["status"] for t in client.get(f"/v1/conversations/{cid}").json()["turns"]}
             assert set(stored) == acked[cid] and set(stored.values()) == {"processed"}, stored
-        assert services.metrics.admit_turns.get(outcome="refused") == n_busy
+        assert services.metrics.value("assist_admit_turns_total", outcome="refused") == n_busy

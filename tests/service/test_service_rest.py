@@ -233,7 +233,7 @@ def test_metrics(client: TestClient) -> None:
     with client.websocket_connect("/v1/ws") as ws:
         hello(ws, "m")
         text = client.get("/metrics").text
-        assert "assist_ws_connections 1" in text
-    assert 'assist_turns_processed_total{role="customer"} 1' in text
-    assert "assist_turn_latency_seconds_count 1" in text
+        assert "assist_ws_connections 1.0" in text
+    assert 'assist_turns_processed_total{role="customer"} 1.0' in text
+    assert "assist_turn_latency_seconds_count 1.0" in text
     assert "assist_embed_batch_size_count" in text and "assist_errors_total" in text

@@ -51,7 +51,7 @@ async def test_full_send_queue_closes_with_1013_and_stops_buffering() -> None:
     await session._closing
     assert stuck.closed == (WS_CLOSE_TRY_AGAIN, "ws.slow_consumer")
     assert session.phase is SessionPhase.closed
-    assert services.metrics.ws_slow_closed.get() == 1
+    assert services.metrics.value("assist_ws_slow_consumer_closed_total") == 1
     session.deliver(StoredFrame(99, "{}"))  # ignored after close: nothing grows any more
     assert session._queue.qsize() <= 4
     assert session._writer.done()

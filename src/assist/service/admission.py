@@ -179,7 +179,7 @@ class Admission:
             self._check(ticket)
         self._add(ticket, ticket.cost_s)
         self._open += 1
-        self.metrics.admit_turns.inc(outcome="forced" if force else "admitted")
+        self.metrics.admit_turns.labels(outcome="forced" if force else "admitted").inc()
         if not force and self.priority(ticket) is Priority.live:
             allowed = max(self.limit_s, ticket.cost_s / self.rate)
             self.peak_over_s = max(self.peak_over_s, self.live_s - allowed)
@@ -206,7 +206,7 @@ class Admission:
         if excess <= 0:
             return
         self._refused_at = time.monotonic()
-        self.metrics.admit_turns.inc(outcome="refused")
+        self.metrics.admit_turns.labels(outcome="refused").inc()
         # The excess is in seconds at the measured drain rate: it is gone in about as many seconds.
         retry_after = min(_MAX_RETRY_AFTER_S, max(1, math.ceil(excess)))
         raise ServerBusyError(
@@ -254,8 +254,8 @@ class Admission:
             self._departed_s += amount
 
     def _publish(self) -> None:
-        self.metrics.admit_backlog_live.value = round(max(0.0, self.live_s), 4)
-        self.metrics.admit_backlog_departed.value = round(max(0.0, self.departed_s), 4)
+        self.metrics.admit_backlog_live.set(round(max(0.0, self.live_s), 4))
+        self.metrics.admit_backlog_departed.set(round(max(0.0, self.departed_s), 4))
 
     def sample(self, now: float | None = None) -> None:
         """Update the drain rate from the work completed since the last call (about once a second).
@@ -273,7 +273,7 @@ class Admission:
                 # Down at once, up slowly: work admitted in a fast second drains in the slow ones
                 # that follow (a neighbour's burst on a shared host), so err towards the slower figure.
                 self.rate = min(self._rate_avg, measured)
-                self.metrics.admit_drain_rate.value = round(self.rate, 4)
+                self.metrics.admit_drain_rate.set(round(self.rate, 4))
                 self._publish()
         self._window = (now, self._done_s, busy)
 
@@ -300,8 +300,8 @@ async def sample_costs(cost: CostModel, admission: Admission, *, turns: Callable
         await asyncio.sleep(interval_s)
         admission.sample()
         if metrics is not None:
-            metrics.encoder_scale.value = round(cost.scale, 4)
-            metrics.turn_cpu.value = round(cost.turn_cpu_s, 5)
+            metrics.encoder_scale.set(round(cost.scale, 4))
+            metrics.turn_cpu.set(round(cost.turn_cpu_s, 5))
         now = (time.thread_time(), worker_cpu_s(), turns())
         done = now[2] - last[2]
         if done >= min_turns:

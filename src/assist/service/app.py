@@ -8,7 +8,8 @@ Start-up runs in a background task so that the process answers ``/healthz`` (200
 3. builds the engine, the embedding micro-batcher and the conversation and KB services,
 4. seeds the store from the shop's KB and replays API edits onto the loaded index,
 5. processes turns that were acknowledged but not analysed before a crash,
-6. starts the webhook outbox worker (when ``ASSIST_WEBHOOK_URL`` is set),
+6. starts the webhook outbox worker (when ``ASSIST_WEBHOOK_URL`` is set) and the periodic sweeps
+   (promises past their deadline; quality alerts),
 
 and only then reports ready. Shutdown lets in-flight turns finish, then closes everything in
 reverse order.
@@ -21,7 +22,7 @@ import contextlib
 import importlib.util
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,7 +39,8 @@ from assist.service.deps import AppServices, require_token
 from assist.service.errors import install_handlers
 from assist.service.frames import ClientFrame, ServerFrame
 from assist.service.kb import KbService
-from assist.service.rest import analyze, conversations, crm, health, kb
+from assist.service.quality import QualityMonitor, remedy_intents_of
+from assist.service.rest import analyze, conversations, crm, health, insights, kb
 from assist.settings import Settings
 from assist.store.db import Database
 from assist.understanding.encoder import token_counter
@@ -132,13 +134,15 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
                             build_retriever=_retriever_builder(pipeline, settings))
     services.admission = Admission(cost, limit_s=settings.admit_backlog_s,
                                    total_limit_s=settings.admit_backlog_total_s, metrics=services.metrics)
+    services.quality = QualityMonitor(db=db, rule=settings.quality_rule(), metrics=services.metrics,
+                                      remedy_intents=remedy_intents_of(engine), webhooks=bool(settings.webhook_url))
     service = ConversationService(
         db=db, engine=engine, pipeline=pipeline, batcher=batcher, cpu=cpu, metrics=services.metrics,
-        webhooks=bool(settings.webhook_url), admission=services.admission,
+        webhooks=bool(settings.webhook_url), admission=services.admission, quality=services.quality,
     )
     services.conversations = service
     services.cpu_sampler = asyncio.create_task(sample_costs(
-        cost, services.admission, turns=lambda: sum(services.metrics.turns.values.values()),
+        cost, services.admission, turns=services.metrics.turns_processed,
         worker_cpu_s=lambda: service.worker_cpu_s, metrics=services.metrics), name="assist-cost-sampler")
 
     services.stage = "syncing KB"
@@ -153,10 +157,14 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
 
         services.http = httpx.AsyncClient()
         services.outbox = OutboxWorker(db=db, client=services.http, url=settings.webhook_url,
-                                       secret=settings.webhook_secret)
+                                       secret=settings.webhook_secret, on_result=services.metrics.webhook_result)
         await services.outbox.start()
 
-    services.sweeper = asyncio.create_task(_sweep_forever(services.conversations), name="assist-sweep")
+    services.sweeper = asyncio.create_task(
+        _every(SWEEP_INTERVAL_S, services.conversations.sweep, "promise sweep"), name="assist-sweep")
+    services.quality_sweeper = asyncio.create_task(
+        _every(settings.quality_sweep_interval_s, services.quality.sweep, "quality alert sweep"),
+        name="assist-quality-sweep")
     services.stage = "ready"
     services.ready = True
     _log.info("assist is ready")
@@ -166,19 +174,19 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
 SWEEP_INTERVAL_S = 30.0
 
 
-async def _sweep_forever(conversations: ConversationService) -> None:
+async def _every(interval_s: float, sweep: Callable[[], Awaitable[object]], what: str) -> None:
     while True:
-        await asyncio.sleep(SWEEP_INTERVAL_S)
+        await asyncio.sleep(interval_s)
         try:
-            await conversations.sweep()
-        except Exception:  # a bad conversation must not stop the sweeps of all the others
-            _log.exception("promise sweep failed")
+            await sweep()
+        except Exception:  # one bad round (a conversation, the database for a moment) must not stop them all
+            _log.exception("%s failed", what)
 
 
 async def _stop(services: AppServices) -> None:
     services.ready = False
     services.stage = "stopping"
-    for task in (services.sweeper, services.cpu_sampler):
+    for task in (services.sweeper, services.quality_sweeper, services.cpu_sampler):
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -262,6 +270,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
     app.include_router(analyze.router, dependencies=auth)
     app.include_router(kb.router, dependencies=auth)
     app.include_router(crm.router, dependencies=auth)
+    app.include_router(insights.router, dependencies=auth)
     _include_replay(app, auth)
     app.include_router(ws.router)
     pages.add_console(app)

@@ -42,6 +42,7 @@ from assist.service.admission import Admission, Ticket
 from assist.service.batcher import EmbedBatcher, Embedded
 from assist.service.frames import AckFrame, AnalysisFrame, EventFrame, Outcome, Role, TurnFrame
 from assist.service.metrics import Metrics
+from assist.service.quality import QualityMonitor, Recorded
 from assist.state import ConversationState, CustomerProfile, OrderEvent
 from assist.store.records import OutboxTopic, TurnRecord, TurnStatus
 from assist.store.unit import UnitOfWork
@@ -168,6 +169,7 @@ class ConversationService:
         metrics: where turn counts and latencies go.
         webhooks: enqueue outbox events for the CRM (only when a webhook URL is configured).
         admission: prices and admits turns (default: unbounded, priced by the batcher's cost model).
+        quality: records confirmed defects with their turns and judges quality alerts (None: off).
     """
 
     def __init__(
@@ -181,6 +183,7 @@ class ConversationService:
         metrics: Metrics,
         webhooks: bool = False,
         admission: Admission | None = None,
+        quality: QualityMonitor | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -192,6 +195,7 @@ class ConversationService:
         self.admission = admission or Admission(batcher.cost, limit_s=float("inf"), total_limit_s=float("inf"),
                                                 metrics=metrics)
         self.worker_cpu_s = 0.0  # CPU the turn workers spent (cumulative), for the cost model
+        self.quality = quality
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -291,7 +295,7 @@ class ConversationService:
         out = [StoredFrame.of(doc) for doc in stored]
         for doc, frame in zip(stored, out, strict=True):
             lane.last_seq = max(lane.last_seq or 0, frame.seq)
-            self.metrics.frames.inc(type=str(doc.get("type", "?")))
+            self.metrics.frames.labels(type=str(doc.get("type", "?"))).inc()
             for sink in list(lane.sinks):
                 try:
                     sink.deliver(frame)
@@ -475,9 +479,15 @@ class ConversationService:
                     actions=[_dump(a) for a in actions], frames=[frame, *_escalation_events(frame)], result_frame=0,
                 )
                 await self._enqueue_webhooks(uow, conversation_id, actions, turn_id=turn_id)
+                defects = await self.quality.record_turn(
+                    uow, conversation_id=conversation_id, turn_id=turn_id, at=record.ts, before=state, after=new,
+                    actions=actions, intent=analysis.intent.label.value,
+                ) if self.quality is not None and analysis is not None else None
             lane.state = new
             pushed = self._publish(lane, stored)
-        self.metrics.turns.inc(role=record.role)
+        self._judge_quality(defects)
+        self._count_shown(actions)
+        self.metrics.turns.labels(role=record.role).inc()
         self.metrics.turn_latency.observe(time.perf_counter() - t0)
         return TurnResult(turn_id, False, stored[0], pushed[0].text)
 
@@ -542,7 +552,7 @@ class ConversationService:
         if not self.webhooks:
             return
         topics = {ActionType.escalate: OutboxTopic.escalation_created,
-                  ActionType.quality_report: OutboxTopic.quality_alert_raised}
+                  ActionType.quality_report: OutboxTopic.quality_report_created}
         for action in actions:
             topic = topics.get(action.type)
             if topic is not None:
@@ -602,7 +612,17 @@ class ConversationService:
                     await self._enqueue_webhooks(uow, conversation_id, list(step.actions))
                 lane.state = step.state
                 self._publish(lane, stored)
+            self._count_shown(step.actions)
             return stored
+
+    def _count_shown(self, actions: Sequence[Action]) -> None:
+        for a in actions:
+            self.metrics.suggestions.labels(type=a.type.value).inc()
+
+    def _judge_quality(self, defects: Recorded | None) -> None:
+        """Judge the quality groups a committed change touched, off the caller's path."""
+        if defects is not None and self.quality is not None and (groups := self.quality.committed(defects)):
+            self.spawn(self.quality.evaluate_logged(groups))
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Time-driven checks (``Engine.tick``: promises past their deadline) on watched conversations.
@@ -634,12 +654,20 @@ class ConversationService:
         Raises ``ConversationNotFound``, ``SuggestionNotFound``.
         """
         now = _now()
+        defects: Recorded | None = None
+        kind = "unknown"
 
         async def record(uow: UnitOfWork, step: Any) -> None:
+            nonlocal kind, defects
             await uow.conversations.add_feedback(conversation_id, suggestion_id=suggestion_id,
                                                  outcome=outcome.value, edited_text=edited_text, ts=now)
+            shown = step.state.suggestions.get(suggestion_id)
+            kind = shown.type if shown is not None else kind
+            if self.quality is not None:
+                defects = await self.quality.record_feedback(
+                    uow, conversation_id=conversation_id, suggestion_id=suggestion_id, outcome=outcome,
+                    state=step.state)
             if self.webhooks and outcome in (Outcome.accepted, Outcome.edited):
-                shown = step.state.suggestions.get(suggestion_id)
                 await uow.outbox.enqueue(OutboxTopic.suggestion_accepted, {
                     "conversation_id": conversation_id, "suggestion_id": suggestion_id, "outcome": outcome.value,
                     "edited_text": edited_text, "suggestion": _dump(shown) if shown is not None else None,
@@ -658,6 +686,8 @@ class ConversationService:
             ],
             extra=record,
         )
+        self.metrics.feedback.labels(type=kind, outcome=outcome.value).inc()
+        self._judge_quality(defects)
         return stored[-1]
 
     async def resolve(self, conversation_id: str, *, ts: datetime | None = None) -> dict[str, Any]:

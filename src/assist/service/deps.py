@@ -22,6 +22,7 @@ from assist.service.conversations import ConversationService
 from assist.service.errors import Unauthorized
 from assist.service.kb import KbService
 from assist.service.metrics import Metrics
+from assist.service.quality import QualityMonitor
 from assist.settings import Settings
 from assist.store.db import Database
 
@@ -43,12 +44,14 @@ class AppServices:
     admission: Admission | None = None  # prices and admits turns (with ``conversations``)
     conversations: ConversationService | None = None
     kb: KbService | None = None
+    quality: QualityMonitor | None = None
     cpu: Executor | None = None
     http: Any = None  # httpx.AsyncClient of the webhook worker
     outbox: Any = None  # assist.webhooks.OutboxWorker, when webhooks are configured
     startup: asyncio.Task[None] | None = None
     sweeper: asyncio.Task[None] | None = None
     cpu_sampler: asyncio.Task[None] | None = None  # measures CPU per turn for the cost model
+    quality_sweeper: asyncio.Task[None] | None = None
     ready: bool = False
     stage: str = "starting"  # what start-up is doing, for /readyz
     error: str | None = None  # why start-up failed, if it did
@@ -98,6 +101,12 @@ def get_kb(services: ServicesDep) -> KbService:
     return svc
 
 
+def get_quality(services: ServicesDep) -> QualityMonitor:
+    svc = _ready(services).quality
+    assert svc is not None
+    return svc
+
+
 def get_db(services: ServicesDep) -> Database:
     if services.db is None:
         raise NotReadyError("database is not open yet")
@@ -114,6 +123,7 @@ def get_ready(services: ServicesDep) -> AppServices:
 
 ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]
 KbDep = Annotated[KbService, Depends(get_kb)]
+QualityDep = Annotated[QualityMonitor, Depends(get_quality)]
 DbDep = Annotated[Database, Depends(get_db)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ReadyDep = Annotated[AppServices, Depends(get_ready)]

@@ -134,7 +134,7 @@ def install_handlers(app: FastAPI) -> None:
     def count(request: Request, code: str) -> None:
         services = getattr(request.app.state, "services", None)
         if services is not None:
-            services.metrics.errors.inc(code=code)
+            services.metrics.errors.labels(code=code).inc()
 
     async def on_assist_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.AssistError)

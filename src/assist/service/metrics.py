@@ -1,129 +1,97 @@
-"""Service metrics in the Prometheus text format (``GET /metrics``).
+"""Service metrics for Prometheus (``GET /metrics``), on ``prometheus-client``.
 
-A few counters, gauges and histograms written by hand: the service needs five series, and the
-exposition format is simple enough that a dependency would cost more than these lines. All
-updates happen on the event loop thread, so no locking is needed.
+Every :class:`Metrics` owns its own ``CollectorRegistry``: nothing is registered in the library's
+global default registry, so several apps in one process (the tests build many) never collide and
+each ``/metrics`` shows only its own app. The library does the exposition: label values are
+escaped (a ``"``, ``\\`` or newline in a value cannot break the format) and ``render`` answers in
+the text format the scraper asks for (OpenMetrics when its ``Accept`` header says so).
+
+Series::
+
+    assist_turns_processed_total{role}              assist_turn_latency_seconds (histogram)
+    assist_errors_total{code}                       assist_frames_total{type}
+    assist_ws_connections (gauge)                   assist_ws_slow_consumer_closed_total
+    assist_embed_batch_size (histogram)
+    assist_suggestions_shown_total{type}            assist_suggestion_feedback_total{type,outcome}
+    assist_quality_defects_total{event}             (recorded / retracted)
+    assist_quality_alerts_total{event}              (raised / closed)
+    assist_webhook_deliveries_total{topic,result}   (delivered / failed / dead)
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 
 # Turn latency buckets in seconds: the fast-path target is p50 <= 30 ms, p99 <= 120 ms.
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.12, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return "{" + inner + "}"
-
-
-@dataclass
-class Counter:
-    name: str
-    help: str
-    values: dict[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        self.values[key] = self.values.get(key, 0.0) + amount
-
-    def get(self, **labels: str) -> float:
-        return self.values.get(tuple(sorted(labels.items())), 0.0)
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        for key, v in sorted(self.values.items()):
-            lines.append(f"{self.name}{_labels(dict(key))} {v:g}")
-        if not self.values:
-            lines.append(f"{self.name} 0")
-        return lines
-
-
-@dataclass
-class Gauge:
-    name: str
-    help: str
-    value: float = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-    def dec(self, amount: float = 1.0) -> None:
-        self.value -= amount
-
-    def render(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge", f"{self.name} {self.value:g}"]
-
-
-@dataclass
-class Histogram:
-    name: str
-    help: str
-    buckets: Sequence[float]
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    n: int = 0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * (len(self.buckets) + 1)
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-        self.n += 1
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        running = 0
-        for bound, count in zip(self.buckets, self.counts, strict=False):
-            running += count
-            lines.append(f'{self.name}_bucket{{le="{bound:g}"}} {running}')
-        lines.append(f'{self.name}_bucket{{le="+Inf"}} {self.n}')
-        lines.append(f"{self.name}_sum {self.total:g}")
-        lines.append(f"{self.name}_count {self.n}")
-        return lines
-
-
 class Metrics:
-    """The service's series. One instance per app (tests build their own)."""
+    """The service's series, in a registry of their own. One instance per app (tests build their own)."""
 
     def __init__(self) -> None:
-        self.turns = Counter("assist_turns_processed_total", "Turns processed, by role.")
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.turns = Counter("assist_turns_processed_total", "Turns processed, by role.", ["role"], registry=r)
         self.turn_latency = Histogram(
             "assist_turn_latency_seconds", "Time from a turn's arrival to its analysis being queued.",
-            LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS, registry=r,
         )
-        self.errors = Counter("assist_errors_total", "Errors answered to clients, by code.")
-        self.ws_connections = Gauge("assist_ws_connections", "Open WebSocket connections.")
+        self.errors = Counter("assist_errors_total", "Errors answered to clients, by code.", ["code"], registry=r)
+        self.ws_connections = Gauge("assist_ws_connections", "Open WebSocket connections.", registry=r)
         self.ws_slow_closed = Counter("assist_ws_slow_consumer_closed_total",
-                                      "Connections closed because their send queue was full.")
-        self.batch_size = Histogram("assist_embed_batch_size", "Texts per embedding batch.", BATCH_BUCKETS)
-        self.frames = Counter("assist_frames_total", "Server frames stored, by type.")
+                                      "Connections closed because their send queue was full.", registry=r)
+        self.batch_size = Histogram("assist_embed_batch_size", "Texts per embedding batch.",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.frames = Counter("assist_frames_total", "Server frames stored, by type.", ["type"], registry=r)
+        self.suggestions = Counter("assist_suggestions_shown_total", "Actions shown to agents, by type.",
+                                   ["type"], registry=r)
+        self.feedback = Counter("assist_suggestion_feedback_total",
+                                "Agents' verdicts on suggestions, by type and outcome (accepted, dismissed, edited).",
+                                ["type", "outcome"], registry=r)
+        self.defects = Counter("assist_quality_defects_total",
+                               "Confirmed defects recorded for the quality early warning, and retracted ones.",
+                               ["event"], registry=r)
+        self.quality_alerts = Counter("assist_quality_alerts_total", "Quality alerts raised and closed.",
+                                      ["event"], registry=r)
+        self.webhooks = Counter("assist_webhook_deliveries_total",
+                                "Webhook delivery attempts, by topic and result (delivered, failed, dead).",
+                                ["topic", "result"], registry=r)
+
         self.admit_turns = Counter("assist_admit_turns_total",
-                                   "Turns offered to admission control, by outcome (admitted, refused, forced).")
+                                   "Turns offered to admission control, by outcome (admitted, refused, forced).",
+                                   ["outcome"], registry=r)
         self.admit_backlog_live = Gauge("assist_admit_backlog_live_seconds",
-                                        "Seconds to drain the admitted, unfinished work of live conversations.")
+                                        "Seconds to drain the admitted, unfinished work of live conversations.",
+                                        registry=r)
         self.admit_backlog_departed = Gauge(
             "assist_admit_backlog_departed_seconds",
-            "Seconds to drain the admitted, unfinished work whose console has gone.")
+            "Seconds to drain the admitted, unfinished work whose console has gone.", registry=r)
         self.admit_drain_rate = Gauge("assist_admit_drain_rate",
-                                      "Estimated work seconds completed per second while there is a backlog.")
+                                      "Estimated work seconds completed per second while there is a backlog.",
+                                      registry=r)
         self.encoder_scale = Gauge("assist_encoder_cost_scale",
-                                   "Observed / modelled encoder time (the cost model's online correction).")
-        self.turn_cpu = Gauge("assist_turn_cpu_seconds", "Measured CPU per turn outside the encoder (moving average).")
+                                   "Observed / modelled encoder time (the cost model's online correction).",
+                                   registry=r)
+        self.turn_cpu = Gauge("assist_turn_cpu_seconds", "Measured CPU per turn outside the encoder (moving average).",
+                              registry=r)
 
-    def render(self) -> str:
-        """The whole exposition, one text document."""
-        lines: list[str] = []
-        for series in (self.turns, self.turn_latency, self.errors, self.ws_connections,
-                       self.ws_slow_closed, self.batch_size, self.frames, self.admit_turns,
-                       self.admit_backlog_live, self.admit_backlog_departed, self.admit_drain_rate,
-                       self.encoder_scale, self.turn_cpu):
-            lines.extend(series.render())
-        return "\n".join(lines) + "\n"
+    def turns_processed(self) -> float:
+        """Turns processed so far, every role (the cost model's CPU-per-turn denominator)."""
+        return sum(s.value for m in self.turns.collect() for s in m.samples if s.name.endswith("_total"))
+
+    def webhook_result(self, topic: str, result: str) -> None:
+        """One delivery attempt's result (``OutboxWorker.on_result``): every failed attempt counts as
+        ``failed``, and one that exhausted the retries also as ``dead``."""
+        self.webhooks.labels(topic=topic, result=result).inc()
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's current value (0 when it has none yet), e.g. ``value("assist_errors_total", code=...)``."""
+        v = self.registry.get_sample_value(name, labels)
+        return 0.0 if v is None else v
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition in the format ``accept`` asks for: ``(body, content type)``."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type

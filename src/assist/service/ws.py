@@ -223,7 +223,7 @@ class WsSession:
             self._enqueue(dump_frame(frame))
 
     def _send_error(self, exc: AssistError, ref: str | None, turn_id: str | None) -> None:
-        self.services.metrics.errors.inc(code=exc.code)
+        self.services.metrics.errors.labels(code=exc.code).inc()
         self._send_now(ErrorFrame(conversation_id=self.conversation_id, ref=ref, turn_id=turn_id,
                                   **error_frame_fields(exc)))
 

@@ -9,7 +9,7 @@ Typical use::
         turn, created = await uow.conversations.insert_turn(cid, turn_id=..., role=..., text=...)
     # only now send the ack
 
-Repositories (``uow.conversations``, ``.customers``, ``.kb``, ``.outbox``, ``.replays``) can
+Repositories (``uow.conversations``, ``.customers``, ``.kb``, ``.outbox``, ``.replays``, ``.quality``) can
 also be built from any ``AsyncSession``; they return values from ``assist.store.records`` (or
 ``assist.shop.KbEntry``), never ORM rows, and raise ``assist.errors`` classes.
 """

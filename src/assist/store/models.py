@@ -19,6 +19,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -225,3 +226,64 @@ class ReplayRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+class QualityDefectRow(Base):
+    """One confirmed defect per problem of a conversation (assist.insights.defects)."""
+
+    __tablename__ = "quality_defects"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "problem_id"),
+        # A group's window count and the SKU's history count (assist.insights.quality).
+        Index("ix_quality_defects_sku_symptom_reported_at", "sku", "symptom", "reported_at"),
+        # min(reported_at): how much history the store has, read at every judgment.
+        Index("ix_quality_defects_reported_at", "reported_at"),
+        CheckConstraint("status IN ('reported', 'filed', 'retracted')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    problem_id: Mapped[str] = mapped_column(String(128))
+    turn_id: Mapped[str] = mapped_column(String(128))
+    action_id: Mapped[str] = mapped_column(String(256))
+    sku: Mapped[str | None] = mapped_column(String(128))
+    batch: Mapped[str | None] = mapped_column(String(128))
+    region: Mapped[str | None] = mapped_column(String(128))
+    symptom: Mapped[str] = mapped_column(String(160))
+    symptom_text: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    retracted_reason: Mapped[str | None] = mapped_column(String(16))
+    reported_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class QualityAlertRow(Base):
+    """A quality alert: open while its group's count is significantly above the baseline."""
+
+    __tablename__ = "quality_alerts"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'closed')", name="status"),
+        Index("ix_quality_alerts_status_opened_at", "status", "opened_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The group's key while the alert is open, NULL once closed: the unique constraint is what keeps
+    # one open alert per group even when two replicas judge the same group at once (NULLs never collide).
+    open_key: Mapped[str | None] = mapped_column(String(512), unique=True)
+    sku: Mapped[str] = mapped_column(String(128))
+    batch: Mapped[str | None] = mapped_column(String(128))
+    symptom: Mapped[str] = mapped_column(String(160))
+    status: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer)
+    baseline: Mapped[float] = mapped_column(Float)
+    p_value: Mapped[float] = mapped_column(Float)
+    region: Mapped[str | None] = mapped_column(String(128))
+    regions: Mapped[dict[str, Any]]
+    conversation_ids: Mapped[list[Any]]
+    symptom_text: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]

@@ -31,7 +31,11 @@ FeedbackOutcome = Outcome  # the one definition lives in assist.types
 
 class OutboxTopic(StrEnum):
     escalation_created = "escalation.created"
+    # One confirmed defect, as the policy reported it (assist.insights.defects).
+    quality_report_created = "quality_report.created"
+    # Defects of one SKU / batch / symptom significantly above their baseline (assist.insights.quality).
     quality_alert_raised = "quality_alert.raised"
+    quality_alert_closed = "quality_alert.closed"
     suggestion_accepted = "suggestion.accepted"
 
 
@@ -114,3 +118,39 @@ class ReplayRecord(_Record):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+
+
+class DefectRecord(_Record):
+    id: int
+    conversation_id: str
+    problem_id: str
+    turn_id: str
+    action_id: str
+    sku: str | None
+    batch: str | None
+    region: str | None
+    symptom: str
+    symptom_text: str
+    kind: str
+    status: str
+    retracted_reason: str | None
+    reported_at: datetime
+    updated_at: datetime
+
+
+class QualityAlertRecord(_Record):
+    id: str
+    sku: str
+    batch: str | None
+    symptom: str
+    status: str
+    count: int
+    baseline: float
+    p_value: float
+    region: str | None
+    regions: dict[str, int]
+    conversation_ids: list[str]
+    symptom_text: str
+    opened_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None

@@ -10,6 +10,7 @@ from assist.store.conversations import ConversationRepo
 from assist.store.customers import CustomerRepo
 from assist.store.kb import KbRepo
 from assist.store.outbox import OutboxRepo
+from assist.store.quality import QualityRepo
 from assist.store.replays import ReplayRepo
 
 
@@ -28,6 +29,7 @@ class UnitOfWork:
     kb: KbRepo = field(init=False)
     outbox: OutboxRepo = field(init=False)
     replays: ReplayRepo = field(init=False)
+    quality: QualityRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.conversations = ConversationRepo(self.session)
@@ -35,3 +37,4 @@ class UnitOfWork:
         self.kb = KbRepo(self.session)
         self.outbox = OutboxRepo(self.session)
         self.replays = ReplayRepo(self.session)
+        self.quality = QualityRepo(self.session)

@@ -541,7 +541,7 @@ def choose_veto(p: np.ndarray, y: np.ndarray, positives: int) -> tuple[float | N
             best = (float(th), f)
     th = best[0]
     kept = p >= th if th is not None else np.ones(len(p), dtype=bool)
-    return th, {"proposed": int(len(p)), "proposed_good": int(y.sum()), "threshold": th,
+    return th, {"proposed": len(p), "proposed_good": int(y.sum()), "threshold": th,
                 "cv_f05_without": round(base, 3), "cv_f05_with": round(best[1], 3),
                 "kept_good": int((kept & (y == 1)).sum()), "kept_bad": int((kept & (y == 0)).sum())}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from assist.errors import NotReadyError, OverloadedError
@@ -58,6 +58,8 @@ async def readyz(services: ServicesDep) -> JSONResponse | dict[str, Any]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(services: ServicesDep) -> PlainTextResponse:
-    """Prometheus text format: turns processed, turn latency, errors, WebSocket connections, batch sizes."""
-    return PlainTextResponse(services.metrics.render(), media_type="text/plain; version=0.0.4")
+async def metrics(services: ServicesDep, request: Request) -> Response:
+    """Prometheus exposition (OpenMetrics if the scraper's ``Accept`` asks for it): turns, latency, errors,
+    connections, batch sizes, suggestions and feedback, quality defects and alerts, webhook deliveries."""
+    body, content_type = services.metrics.render(request.headers.get("accept", ""))
+    return Response(body, media_type=content_type)
