@@ -81,8 +81,8 @@ def test_the_model_file_round_trips_and_a_wrong_length_is_refused(tmp_path: Path
         back.probabilities([0.0] * (N - 1))
 
 
-def _veto_engine(veto: float, wanted: bool) -> Engine:
-    shop = make_shop()
+def _veto_engine(veto: float, wanted: bool, enabled: bool = True) -> Engine:
+    shop = make_shop({"cross_sell": {"model_veto": enabled}})
     m = _model({"cross_sell": wanted, "answer": True}, N)
     m = ActionModel(m.weights, m.bias, {**m.thresholds, "cross_sell": None}, {}, {"cross_sell": veto})
     return Engine(Policy(shop, load_policy_config(None, shop.policy), m))
@@ -98,6 +98,8 @@ def _diaper_thanks(engine: Engine) -> list[object]:
 def test_the_cross_sell_veto_withholds_only_what_the_gate_allowed() -> None:
     assert of_type(_diaper_thanks(_veto_engine(0.5, wanted=True)), "cross_sell")  # over the veto: shown
     assert not of_type(_diaper_thanks(_veto_engine(0.5, wanted=False)), "cross_sell")  # under it: withheld
+    # the shop's policy decides whether the veto applies at all (off by default)
+    assert of_type(_diaper_thanks(_veto_engine(0.5, wanted=False, enabled=False)), "cross_sell")
 
 
 def test_the_proposed_flag_sits_where_the_veto_training_reads_it() -> None:

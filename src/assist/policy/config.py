@@ -236,6 +236,11 @@ class CrossSellCfg(_Cfg):
     source_weight: dict[str, float] = Field(default_factory=lambda: {
         "focus": 1.0, "mentioned": 0.9, "order": 0.85, "kb_category": 0.8, "need": 0.75})
     need_bonus: float = 0.5
+    # Let the action model withhold cross-sells the gate allowed (its cross-validated veto). Off by
+    # default: the dialogue data's labels withhold most suggestions at the solved moment, which the
+    # labelling rules and the product's solve-then-suggest design call the moment (it vetoed 16 of
+    # the dev set's 20 good moments). A shop whose own labelled chats support the veto turns it on.
+    model_veto: bool = False
 
 
 class PersonalDataPattern(_Cfg):

@@ -16,9 +16,10 @@ rules proposed and why, the problem's stage, the order facts, the cross-sell gat
   the rules saw nothing there) is added with a plain proposal built from the same facts (escalate, care, clarify, a quality report of the open problem, the recovery the
   tier allows);
 - **cross-sell is never added**: the solve-first gate is a hard constraint. The model can only
-  withhold a cross-sell the gate allowed, with its own *veto* threshold: chosen by leave-one-writer-out
+  withhold a cross-sell the gate allowed, with its own *veto* threshold (chosen by leave-one-writer-out
   cross-validation among the turns where the rules proposed one, weighing a wrong suggestion twice
-  a missed one (F0.5), and kept only if it beats showing every proposal;
+  a missed one: F0.5; kept only if it beats showing every proposal), and only where the shop's
+  policy sets ``cross_sell.model_veto``;
 - a type whose judgment did not hold up in cross-validation (F1 under ``MIN_CV_F1`` on writers the
   fold never saw) is left to the rules entirely: threshold ``None``.
 
@@ -192,7 +193,7 @@ def refine(model: ActionModel, f: Facts, props: list[Proposal], j: DefectJudgmen
     out: list[Proposal] = []
     for prop in props:
         t = prop.type.value
-        if t in model.vetoes and probs.get(t, 1.0) < model.vetoes[t]:
+        if t in model.vetoes and f.cfg.cross_sell.model_veto and probs.get(t, 1.0) < model.vetoes[t]:
             continue
         if t not in probs or model.thresholds.get(t) is None:  # qa alerts, or a type the rules decide
             out.append(prop)
