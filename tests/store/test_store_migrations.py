@@ -26,6 +26,7 @@ from assist.store.testing import temporary_database
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TABLES = {"conversations", "frames", "turns", "feedback", "customers", "kb_entries", "kb_history", "outbox",
+          "tenants", "api_keys",
           "replays"}
 
 
@@ -43,7 +44,7 @@ async def test_upgrade_from_empty_creates_every_table_and_matches_the_models(bac
         assert await current_revision(db.engine) is None
         assert await _tables(db) == set()
         await upgrade_to_head(db.engine)
-        assert await current_revision(db.engine) == head_revision() == "0001"
+        assert await current_revision(db.engine) == head_revision() == "0002"
         assert await _tables(db) == TABLES
         await upgrade_to_head(db.engine)  # idempotent: every start-up calls it
         async with db.engine.connect() as conn:
