@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assist.store.conversations import ConversationRepo
-from assist.store.models import DEFAULT_TENANT
 from assist.store.customers import CustomerRepo
 from assist.store.kb import KbRepo
 from assist.store.keys import KeyRepo, TenantRepo
+from assist.store.models import DEFAULT_TENANT
 from assist.store.outbox import OutboxRepo
 from assist.store.replays import ReplayRepo
 
