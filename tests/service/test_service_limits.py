@@ -68,12 +68,15 @@ def test_connection_slots_per_key_and_total() -> None:
 
 
 def test_origins() -> None:
-    s = Settings(env="test", port=8000)
-    assert origin_allowed(None, s)  # non-browser clients send none
-    assert origin_allowed("http://127.0.0.1:8000", s) and origin_allowed("http://localhost:8000", s)
-    assert not origin_allowed("http://127.0.0.1:9999", s)
-    assert not origin_allowed("https://evil.example", s)
-    assert origin_allowed("https://console.shop.cn", Settings(env="test", ws_origins=["https://console.shop.cn"]))
+    s = Settings(env="test")
+    assert origin_allowed(None, "127.0.0.1:8000", s)  # non-browser clients send none
+    assert origin_allowed("http://127.0.0.1:8000", "127.0.0.1:8000", s)  # our own page
+    assert origin_allowed("http://localhost:8123", "localhost:8123", s)
+    assert not origin_allowed("http://127.0.0.1:9999", "127.0.0.1:8000", s)  # another local page
+    assert not origin_allowed("https://evil.example", "127.0.0.1:8000", s)
+    assert not origin_allowed("http://evil.example:8000", "evil.example:8000", s)  # DNS rebinding
+    listed = Settings(env="test", ws_origins=["https://console.shop.cn"])
+    assert origin_allowed("https://console.shop.cn", "assist.lan:8000", listed)
 
 
 def test_open_service_only_on_loopback_or_when_allowed() -> None:
@@ -115,7 +118,8 @@ def test_rest_rate_limit_and_lockout(tmp_path: Path, runtime: Any) -> None:
 def test_websocket_turn_rate_connection_caps_and_origin(tmp_path: Path, runtime: Any) -> None:
     db = tmp_path / "a.db"
     key = _key(db, Scope.console)
-    settings = make_settings(db, ws_turn_rate_per_s=0.001, ws_turn_burst=1, ws_max_per_key=1, ws_max_total=2)
+    settings = make_settings(db, ws_turn_rate_per_s=0.001, ws_turn_burst=1, ws_max_per_key=1, ws_max_total=2,
+                             ws_origins=["https://console.shop.cn"])
     with serve(settings, runtime) as client:
         h = {"Authorization": f"Bearer {key}"}
         with client.websocket_connect("/v1/ws", headers=h) as ws:
@@ -137,7 +141,7 @@ def test_websocket_turn_rate_connection_caps_and_origin(tmp_path: Path, runtime:
             with client.websocket_connect("/v1/ws", headers={**h, "Origin": "https://evil.example"}):
                 pass
         assert refused.value.code == 1008
-        with client.websocket_connect("/v1/ws", headers={**h, "Origin": "http://127.0.0.1:8000"}) as ws:
+        with client.websocket_connect("/v1/ws", headers={**h, "Origin": "https://console.shop.cn"}) as ws:
             hello(ws, "lim")
 
 

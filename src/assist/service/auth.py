@@ -224,12 +224,15 @@ def require(scope: Scope) -> Any:
     return Security(ScopeRequirement(scope), scopes=[scope.value])
 
 
-def origin_allowed(origin: str | None, settings: Settings) -> bool:
+def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> bool:
     """Whether a WebSocket handshake's ``Origin`` may connect (see ``Settings.ws_origins``).
 
     Browsers always send Origin on WebSocket handshakes, so refusing foreign ones stops a page
     on another site from driving a console's conversations with the user's network position.
-    Non-browser clients send none and are judged by their key alone.
+    Non-browser clients send none and are judged by their key alone. Without a configured list,
+    only this service's own pages on a loopback address pass: the origin must be a loopback host
+    *and* the address the handshake was sent to (``Host``), which also defeats DNS rebinding (a
+    rebound ``evil.example`` page sends its own name as Origin).
     """
     if origin is None:
         return True
@@ -237,12 +240,12 @@ def origin_allowed(origin: str | None, settings: Settings) -> bool:
     if "*" in allowed or origin in allowed:
         return True
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.hostname in ("127.0.0.1", "localhost", "::1") and \
-        parts.port == settings.port
+    return (parts.scheme in ("http", "https") and parts.hostname in ("127.0.0.1", "localhost", "::1")
+            and host is not None and parts.netloc == host)
 
 
-def check_origin(origin: str | None, settings: Settings) -> None:
-    if not origin_allowed(origin, settings):
+def check_origin(origin: str | None, host: str | None, settings: Settings) -> None:
+    if not origin_allowed(origin, host, settings):
         raise OriginRefused(f"WebSocket origin {origin!r} is not allowed (ASSIST_WS_ORIGINS)")
 
 

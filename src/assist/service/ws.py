@@ -160,7 +160,7 @@ class WsSession:
 
     async def run(self) -> None:
         try:
-            check_origin(self.ws.headers.get("origin"), self.settings)
+            check_origin(self.ws.headers.get("origin"), self.ws.headers.get("host"), self.settings)
         except OriginRefused as exc:
             # Refused before the upgrade: the browser gets HTTP 403 and the page cannot talk to us.
             self.services.metrics.errors.inc(code=exc.code)
