@@ -145,6 +145,30 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_db(settings: Settings, fn: Any) -> Any:
+    """Run ``fn(db)`` (a coroutine function) on the service's database, migrated to head first."""
+    import asyncio
+
+    from assist.store.db import Database
+
+    async def run() -> Any:
+        async with Database.open(settings.effective_database_url) as db:
+            await db.migrate()
+            return await fn(db)
+
+    return asyncio.run(run())
+
+
+def _exposure(settings: Settings) -> str | None:
+    from assist.service.auth import exposure_problem
+
+    async def has_keys(db: Any) -> bool:
+        async with db.transaction() as uow:
+            return bool(settings.api_token) or await uow.keys.count_active() > 0
+
+    return exposure_problem(settings, has_keys=_with_db(settings, has_keys))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -152,8 +176,74 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = _exposure(settings)
+    if problem is not None:  # refused before binding: nothing listens, open, on the network
+        print(f"error [auth.open]: {problem}", file=sys.stderr)
+        return 2
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 ws_max_size=1 << 20, ws_per_message_deflate=settings.ws_compression)
+    return 0
+
+
+def _key_row(k: Any) -> dict[str, Any]:
+    return {"id": k.id, "tenant": k.tenant_id, "scope": k.scope.value, "label": k.label,
+            "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from assist.access import create_key
+    from assist.store.records import Scope
+
+    record, token = _with_db(Settings(), lambda db: create_key(db, args.tenant, Scope(args.scope), label=args.label))
+    if args.json:
+        _print_json({**_key_row(record), "key": token})
+    else:
+        print(token)
+        print(f"key {record.id}: tenant {record.tenant_id}, scope {record.scope.value}. The key is shown only "
+              "this once; only its hash is stored.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from assist.access import list_keys
+
+    keys = _with_db(Settings(), lambda db: list_keys(db, args.tenant))
+    if args.json:
+        _print_json([_key_row(k) for k in keys])
+        return 0
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        print(f"{k.id}  {k.tenant_id:<20} {k.scope.value:<8} {state:<24} {k.label or ''}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from assist.access import revoke_key
+
+    record = _with_db(Settings(), lambda db: revoke_key(db, args.key_id))
+    print(f"key {record.id} revoked (running services stop accepting it within ASSIST_AUTH_CACHE_S)")
+    return 0
+
+
+def cmd_tenants_add(args: argparse.Namespace) -> int:
+    from assist.access import add_tenant
+
+    record = _with_db(Settings(), lambda db: add_tenant(db, args.tenant, Path(args.shop)))
+    print(f"tenant {record.id}: shop {record.shop_dir}")
+    return 0
+
+
+def cmd_tenants_list(args: argparse.Namespace) -> int:
+    from assist.access import list_tenants
+
+    settings = Settings()
+    rows = [{"id": "default", "shop_dir": str(settings.shop_dir)}] + [
+        {"id": t.id, "shop_dir": t.shop_dir} for t in _with_db(settings, list_tenants)]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['id']:<20} {r['shop_dir']}")
     return 0
 
 
@@ -241,6 +331,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--floors", help="YAML of metric floors; exit 1 when one is not met")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_replay)
+
+    keys = sub.add_parser("keys", help="API keys (stored hashed in the service's database)").add_subparsers(
+        dest="keys_cmd", required=True)
+    sp = keys.add_parser("create", help="mint a key for a tenant and scope; prints it once")
+    sp.add_argument("--tenant", required=True)
+    sp.add_argument("--scope", required=True, choices=["console", "crm", "admin"])
+    sp.add_argument("--label", help="what the key is for (shown by keys list)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_keys_create)
+    sp = keys.add_parser("list", help="list keys (never their secrets)")
+    sp.add_argument("--tenant")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_keys_list)
+    sp = keys.add_parser("revoke", help="revoke a key by its id")
+    sp.add_argument("key_id")
+    sp.set_defaults(fn=cmd_keys_revoke)
+
+    tenants = sub.add_parser("tenants", help="tenants and their shop directories").add_subparsers(
+        dest="tenants_cmd", required=True)
+    sp = tenants.add_parser("add", help="register a tenant with its own shop directory (KB, catalog, policy)")
+    sp.add_argument("tenant")
+    sp.add_argument("--shop", required=True)
+    sp.set_defaults(fn=cmd_tenants_add)
+    sp = tenants.add_parser("list", help="list tenants")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_tenants_list)
 
     sp = sub.add_parser("bench", help="run a benchmark script from bench/")
     sp.add_argument("which", choices=["pipeline", "ws_load"])

@@ -103,6 +103,29 @@ def load_runtime(settings: Settings, *, progress: bool = False, shop: Shop | Non
                    actions)
 
 
+def load_tenant_runtime(base: Runtime, shop_dir: Path, tenant: str) -> Runtime:
+    """A runtime for another tenant's shop that shares ``base``'s loaded models.
+
+    Shared: the encoders, the intent / sentiment classifiers, the dialogue and action models and
+    jieba's base dictionary (so the process keeps one of each, whatever the number of tenants).
+    Own: the shop data, the tokeniser's shop words and the KB index, persisted under
+    ``<var_dir>/index/tenants/<tenant>/`` so a restart loads it instead of embedding the KB again.
+    Raises ``DataFileError`` for a bad shop directory.
+    """
+    settings = base.settings
+    shop = load_shop(shop_dir)
+    tokeniser = base.tokeniser.derive([*domain_words(PACKAGE_DATA / "domain_words.txt"), *shop_words(shop)])
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", tenant)[:60]
+    own = default_index_dir(settings.model_copy(update={"index_dir": None}), shop, base.encoder)
+    index_dir = settings.var_dir / "index" / "tenants" / slug / own.name
+    retriever, built = build_retriever(settings, shop, base.encoder, tokeniser, index_dir)
+    old = base.pipeline
+    pipeline = Pipeline(tokeniser=tokeniser, embedder=base.embedder, retriever=retriever, intent=old.intent,
+                        sentiment=old.sentiment, catalog=shop.catalog, top_k=settings.retrieve_top_k)
+    return Runtime(settings, shop, tokeniser, base.embedder, base.encoder, retriever, pipeline, index_dir, built,
+                   base.dialogue, base.actions)
+
+
 class _ProgressEncoder:
     """Encoder proxy that embeds in chunks under a tqdm bar (for ``assist kb build``)."""
 

@@ -95,7 +95,30 @@ class Settings(BaseSettings):
     # permessage-deflate on /v1/ws. Off by default: consoles sit on a LAN, and compressing every
     # analysis frame on the event loop cost ~10 % of its time under load (bench/ws_load.py).
     ws_compression: bool = False
-    api_token: str = ""  # empty: no auth (dev only)
+    # One shared token for tenant "default" with admin scope (kept from before API keys; empty:
+    # none). Prefer per-tenant keys from `assist keys create`.
+    api_token: str = ""
+    # With no API key and no api_token the service runs open (tenant default, every scope); that
+    # is only allowed on a loopback host unless this says so.
+    allow_open: bool = False
+    # Browser origins allowed to open /v1/ws, e.g. ["https://console.example.com"]. Empty: only
+    # clients without an Origin header (non-browser) and pages from this service's own loopback
+    # address. "*" allows any origin (then keys are the only protection).
+    ws_origins: list[str] = Field(default_factory=list)
+    # Token buckets per API key (per client address in open mode), in process memory: REST
+    # requests, and turns sent over all of the key's WebSockets. rate 0 turns a limit off.
+    rest_rate_per_s: float = 50.0
+    rest_burst: int = 100
+    ws_turn_rate_per_s: float = 10.0
+    ws_turn_burst: int = 30
+    # Failed authentications from one client address within the window lock it out for a while.
+    auth_fail_limit: int = 10
+    auth_fail_window_s: float = 60.0
+    auth_lockout_s: float = 300.0
+    # How long a verified key is trusted without reading the store again (revocation delay).
+    auth_cache_s: float = 5.0
+    ws_max_per_key: int = 100
+    ws_max_total: int = 2000
     # /docs (Swagger UI): "local" serves it with the assets shipped by the fastapi-offline wheel
     # (nothing from a CDN); "off" turns it off (the schema stays at /openapi.json and in
     # openapi.yaml). No /redoc either way: its bundle loads its logo from a CDN.
@@ -126,8 +149,9 @@ class Settings(BaseSettings):
             problems.append("ASSIST_WEBHOOK_SECRET is the placeholder 'changethis'")
         if self.effective_database_url.startswith("sqlite"):
             problems.append("SQLite is for single-node use; set ASSIST_DATABASE_URL to PostgreSQL")
-        if not self.api_token:
-            problems.append("ASSIST_API_TOKEN is empty: the API is open")
+        # "No auth" is not judged here: API keys live in the store, which settings cannot see. The
+        # start-up check (service/auth.py exposure_problem) refuses an open service in prod and on
+        # a non-loopback host, once it knows whether any key exists.
         if problems and self.env == "prod":
             raise ValueError("unsafe settings for prod: " + "; ".join(problems))
         for p in problems if self.env == "dev" else []:
@@ -138,6 +162,11 @@ class Settings(BaseSettings):
         return AlertRule(window_days=self.quality_window_days, history_days=self.quality_history_days,
                          min_count=self.quality_min_count, alpha=self.quality_alpha,
                          close_alpha=self.quality_close_alpha, baseline_floor=self.quality_baseline_floor)
+
+    @property
+    def loopback(self) -> bool:
+        """True when ``host`` only accepts connections from this machine."""
+        return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
 
     @property
     def effective_database_url(self) -> str:

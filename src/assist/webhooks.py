@@ -94,6 +94,7 @@ def encode_event(event: OutboxEvent) -> bytes:
     """The request body: identical on every attempt, so receivers may also hash it."""
     doc = {
         "id": event.event_id,
+        "tenant": event.tenant_id,
         "topic": event.topic,
         "created_at": event.created_at.isoformat(),
         "payload": event.payload,

@@ -197,7 +197,7 @@ def test_crm_profile_and_order_events_reach_the_console(client: TestClient) -> N
 def test_token_protects_rest_but_not_probes(tmp_path: Path, runtime: Any) -> None:
     with serve(make_settings(tmp_path / "a.db", api_token="s3cret"), runtime) as client:
         r = client.post("/v1/analyze", json={"text": "你好"})
-        assert r.status_code == 401 and r.json()["code"] == "auth.unauthorized"
+        assert r.status_code == 401 and r.json()["code"] == "auth.missing"
         r = client.post("/v1/analyze", json={"text": "你好"}, headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 200
         assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200

@@ -8,6 +8,7 @@ real session.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from starlette.websockets import WebSocketState
 
@@ -67,7 +68,7 @@ async def test_resume_waits_for_room_instead_of_dropping() -> None:
             return [StoredFrame(s, f'{{"seq":{s}}}') for s in range(last + 1, min(last + limit, 20) + 1)]
 
     session = WsSession(StuckWebSocket(), services)  # type: ignore[arg-type]
-    services.conversations = Store()  # type: ignore[assignment]
+    session.tenant = SimpleNamespace(conversations=Store())  # type: ignore[assignment]
     session.phase, session.conversation_id = SessionPhase.open, "c"
     session._writer = asyncio.create_task(session._write_loop())
     done = asyncio.Event()

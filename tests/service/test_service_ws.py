@@ -150,9 +150,9 @@ def test_every_error_code_and_the_connection_stays_usable(client: TestClient, se
 def test_token_is_required_when_configured(tmp_path: Path, runtime: Any) -> None:
     with serve(make_settings(tmp_path / "a.db", api_token="s3cret"), runtime) as client:
         with client.websocket_connect("/v1/ws") as ws:
-            assert _error(ws, {"type": "hello", "conversation_id": "c"})["code"] == "auth.unauthorized"
+            assert _error(ws, {"type": "hello", "conversation_id": "c"})["code"] == "auth.missing"
             assert _error(ws, {"type": "hello", "conversation_id": "c", "token": "wrong"})["code"] == \
-                "auth.unauthorized"
+                "auth.invalid"
             hello(ws, "c", token="s3cret")
         with client.websocket_connect("/v1/ws", headers={"Authorization": "Bearer s3cret"}) as ws:
             hello(ws, "c")

@@ -26,6 +26,7 @@ from assist.store.testing import temporary_database
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TABLES = {"conversations", "frames", "turns", "feedback", "customers", "kb_entries", "kb_history", "outbox",
+          "tenants", "api_keys",
           "replays", "quality_defects", "quality_alerts"}
 
 

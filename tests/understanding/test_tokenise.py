@@ -34,3 +34,14 @@ def test_tokenisers_do_not_share_dictionaries() -> None:
     b = Tokeniser()
     assert "超能吸水层" in a.tokenise("这个超能吸水层好用吗")
     assert "超能吸水层" not in b.tokenise("这个超能吸水层好用吗")
+
+
+def test_derived_tokeniser_has_the_base_dictionary_and_only_its_own_words() -> None:
+    base = Tokeniser(["超能吸水层"])
+    plain = Tokeniser()
+    derived = base.derive(["猫咪饮水机"])  # another tenant's shop words
+    text = "这个超能吸水层和猫咪饮水机好用吗"
+    assert "猫咪饮水机" in derived.tokenise(text) and "猫咪饮水机" not in base.tokenise(text)
+    assert "超能吸水层" not in derived.tokenise(text)  # the base's shop words stay with the base
+    sample = "宝宝屁股红红的用什么好，热水器显示E1怎么办"
+    assert derived.tokenise(sample) == plain.tokenise(sample)

@@ -24,25 +24,32 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import assist
+from assist.errors import AssistError
 from assist.service import pages, ws
 from assist.service.admission import Admission, sample_costs
+from assist.service.auth import Authenticator, exposure_problem, require
 from assist.service.batcher import EmbedBatcher
 from assist.service.conversations import ConversationService
 from assist.service.cost import CostModel
-from assist.service.deps import AppServices, require_token
+from assist.service.deps import AppServices
 from assist.service.errors import install_handlers
 from assist.service.frames import ClientFrame, ServerFrame
 from assist.service.kb import KbService
 from assist.service.quality import QualityMonitor, remedy_intents_of
 from assist.service.rest import analyze, conversations, crm, health, insights, kb
+from assist.service.tenants import Tenants, TenantServices
 from assist.settings import Settings
+from assist.store.conversations import tenants_with_pending_turns
 from assist.store.db import Database
+from assist.store.models import DEFAULT_TENANT
+from assist.store.records import Scope
 from assist.understanding.encoder import token_counter
 
 _log = logging.getLogger(__name__)
@@ -108,6 +115,7 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
     db = Database.open(settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     services.db = db
     await db.migrate()
+    await _start_auth(services, db)
 
     if runtime is None:
         services.stage = "loading models and index"
@@ -130,25 +138,25 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
                            background_share=settings.reindex_share)
     batcher.start()
     services.batcher = batcher
-    services.kb = KbService(db=db, pipeline=pipeline, batcher=batcher, cpu=cpu,
-                            build_retriever=_retriever_builder(pipeline, settings))
+    # One admission control for the process: every tenant's turns share the one encoder.
     services.admission = Admission(cost, limit_s=settings.admit_backlog_s,
                                    total_limit_s=settings.admit_backlog_total_s, metrics=services.metrics)
-    services.quality = QualityMonitor(db=db, rule=settings.quality_rule(), metrics=services.metrics,
-                                      remedy_intents=remedy_intents_of(engine), webhooks=bool(settings.webhook_url))
-    service = ConversationService(
-        db=db, engine=engine, pipeline=pipeline, batcher=batcher, cpu=cpu, metrics=services.metrics,
-        webhooks=bool(settings.webhook_url), admission=services.admission, quality=services.quality,
-    )
-    services.conversations = service
+
+    services.stage = "syncing KB and recovering pending turns"
+    default = await _tenant_services(services, DEFAULT_TENANT, runtime, engine)
+    services.kb, services.conversations = default.kb, default.conversations
+    tenants = Tenants(db, lambda tenant, shop_dir: _build_tenant(services, tenant, shop_dir))
+    tenants.add(default)
+    services.tenants = tenants
     services.cpu_sampler = asyncio.create_task(sample_costs(
         cost, services.admission, turns=services.metrics.turns_processed,
-        worker_cpu_s=lambda: service.worker_cpu_s, metrics=services.metrics), name="assist-cost-sampler")
-
-    services.stage = "syncing KB"
-    await services.kb.sync(runtime.shop.kb)
-    services.stage = "recovering pending turns"
-    await services.conversations.recover()
+        worker_cpu_s=lambda: sum(t.conversations.worker_cpu_s for t in tenants.live()),
+        metrics=services.metrics), name="assist-cost-sampler")
+    async with db.transaction() as uow:
+        pending = await tenants_with_pending_turns(uow.session)
+    for tenant in pending:  # their turns were acked: process them before reporting ready
+        if tenant != DEFAULT_TENANT:
+            await tenants.get(tenant)
 
     if settings.webhook_url:
         import httpx
@@ -161,9 +169,9 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
         await services.outbox.start()
 
     services.sweeper = asyncio.create_task(
-        _every(SWEEP_INTERVAL_S, services.conversations.sweep, "promise sweep"), name="assist-sweep")
+        _every(SWEEP_INTERVAL_S, tenants, lambda t: t.conversations.sweep(), "promise sweep"), name="assist-sweep")
     services.quality_sweeper = asyncio.create_task(
-        _every(settings.quality_sweep_interval_s, services.quality.sweep, "quality alert sweep"),
+        _every(settings.quality_sweep_interval_s, tenants, lambda t: t.quality.sweep(), "quality alert sweep"),
         name="assist-quality-sweep")
     services.stage = "ready"
     services.ready = True
@@ -174,13 +182,59 @@ async def _start(services: AppServices, runtime: Any | None, loader: RuntimeLoad
 SWEEP_INTERVAL_S = 30.0
 
 
-async def _every(interval_s: float, sweep: Callable[[], Awaitable[object]], what: str) -> None:
+async def _every(interval_s: float, tenants: Tenants, sweep: Callable[[TenantServices], Awaitable[object]],
+                 what: str) -> None:
     while True:
         await asyncio.sleep(interval_s)
-        try:
-            await sweep()
-        except Exception:  # one bad round (a conversation, the database for a moment) must not stop them all
-            _log.exception("%s failed", what)
+        for tenant in tenants.live():
+            try:
+                await sweep(tenant)
+            except Exception:  # one bad round (a conversation, the database for a moment) must not stop them all
+                _log.exception("%s of tenant %s failed", what, tenant.tenant)
+
+
+async def _start_auth(services: AppServices, db: Database) -> None:
+    """The authenticator; refuses to go on when the service would be open where it must not be."""
+    settings = services.settings
+    auth = Authenticator(db, settings)
+    has_keys = await auth.has_keys()
+    problem = exposure_problem(settings, has_keys=has_keys)
+    if problem is not None:
+        raise AssistError(problem)
+    if not has_keys:
+        _log.warning("assist is OPEN: no API key and no ASSIST_API_TOKEN, every caller is tenant 'default' with "
+                     "admin scope (allowed on loopback host %s; create keys with `assist keys create`)",
+                     settings.host)
+    services.auth = auth
+
+
+async def _tenant_services(services: AppServices, tenant: str, runtime: Any, engine: Any) -> TenantServices:
+    """A tenant's KB and conversation services on ``runtime``, synced with the store and recovered."""
+    settings = services.settings
+    assert services.db is not None and services.batcher is not None and services.cpu is not None
+    db = services.db.for_tenant(tenant)
+    pipeline = runtime.pipeline
+    kb = KbService(db=db, pipeline=pipeline, batcher=services.batcher, cpu=services.cpu,
+                   build_retriever=_retriever_builder(pipeline, settings))
+    quality = QualityMonitor(db=db, rule=settings.quality_rule(), metrics=services.metrics,
+                             remedy_intents=remedy_intents_of(engine), webhooks=bool(settings.webhook_url))
+    conversations = ConversationService(
+        db=db, engine=engine, pipeline=pipeline, batcher=services.batcher, cpu=services.cpu,
+        metrics=services.metrics, webhooks=bool(settings.webhook_url), admission=services.admission,
+        quality=quality,
+    )
+    await kb.sync(runtime.shop.kb)
+    await conversations.recover()
+    return TenantServices(tenant=tenant, runtime=runtime, engine=engine, conversations=conversations, kb=kb,
+                          quality=quality)
+
+
+async def _build_tenant(services: AppServices, tenant: str, shop_dir: Path) -> TenantServices:
+    from assist.runtime import load_tenant_runtime
+
+    _log.info("loading tenant %s (shop %s)", tenant, shop_dir)
+    runtime = await asyncio.to_thread(load_tenant_runtime, services.runtime, shop_dir, tenant)
+    return await _tenant_services(services, tenant, runtime, _build_engine(runtime, services.settings))
 
 
 async def _stop(services: AppServices) -> None:
@@ -191,8 +245,8 @@ async def _stop(services: AppServices) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    if services.conversations is not None:
-        await services.conversations.aclose()
+    for tenant in services.tenants.live() if services.tenants is not None else []:
+        await tenant.conversations.aclose()
     if services.outbox is not None:
         await services.outbox.stop()
     if services.http is not None:
@@ -205,13 +259,13 @@ async def _stop(services: AppServices) -> None:
         await services.db.close()
 
 
-def _include_replay(app: FastAPI, auth: list[Any]) -> None:
+def _include_replay(app: FastAPI) -> None:
     # Replay routes belong to the replay package; mounted when it is installed.
     if importlib.util.find_spec("assist.service.rest.replay") is None:
         return
     from assist.service.rest import replay
 
-    app.include_router(replay.router, dependencies=auth)
+    app.include_router(replay.router, dependencies=[require(Scope.admin)])
 
 
 def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
@@ -264,14 +318,15 @@ def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
     )
     app.state.services = services
     install_handlers(app)
-    auth = [Depends(require_token)]
+    # Every /v1 route names the scope it needs (its `security` in openapi.yaml); kb's routes do so
+    # one by one (search and reads: console, edits: admin).
     app.include_router(health.router)
-    app.include_router(conversations.router, dependencies=auth)
-    app.include_router(analyze.router, dependencies=auth)
-    app.include_router(kb.router, dependencies=auth)
-    app.include_router(crm.router, dependencies=auth)
-    app.include_router(insights.router, dependencies=auth)
-    _include_replay(app, auth)
+    app.include_router(conversations.router, dependencies=[require(Scope.console)])
+    app.include_router(analyze.router, dependencies=[require(Scope.console)])
+    app.include_router(kb.router)
+    app.include_router(crm.router, dependencies=[require(Scope.crm)])
+    app.include_router(insights.router, dependencies=[require(Scope.console)])
+    _include_replay(app)
     app.include_router(ws.router)
     pages.add_console(app)
     pages.add_docs(app, settings)

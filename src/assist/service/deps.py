@@ -8,7 +8,6 @@ loaded models raises ``NotReadyError`` (503 ``service.not_ready``) until start-u
 from __future__ import annotations
 
 import asyncio
-import hmac
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -17,12 +16,13 @@ from fastapi import Depends, Request
 
 from assist.errors import NotReadyError
 from assist.service.admission import Admission
+from assist.service.auth import Authenticator, PrincipalDep
 from assist.service.batcher import EmbedBatcher
 from assist.service.conversations import ConversationService
-from assist.service.errors import Unauthorized
 from assist.service.kb import KbService
 from assist.service.metrics import Metrics
 from assist.service.quality import QualityMonitor
+from assist.service.tenants import Tenants, TenantServices
 from assist.settings import Settings
 from assist.store.db import Database
 
@@ -33,6 +33,8 @@ class AppServices:
 
     ``conversations``, ``kb``, ``pipeline`` and ``batcher`` stay ``None`` until the runtime
     (models + index) has loaded; ``ready`` turns true only after recovery of pending turns.
+    ``conversations`` and ``kb`` are tenant ``default``'s; requests reach their own tenant's
+    through ``tenants`` (:data:`TenantDep`). ``auth`` is set once the store is open.
     """
 
     settings: Settings
@@ -44,7 +46,8 @@ class AppServices:
     admission: Admission | None = None  # prices and admits turns (with ``conversations``)
     conversations: ConversationService | None = None
     kb: KbService | None = None
-    quality: QualityMonitor | None = None
+    tenants: Tenants | None = None
+    auth: Authenticator | None = None
     cpu: Executor | None = None
     http: Any = None  # httpx.AsyncClient of the webhook worker
     outbox: Any = None  # assist.webhooks.OutboxWorker, when webhooks are configured
@@ -72,39 +75,32 @@ def get_settings(services: ServicesDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_token(request: Request, settings: SettingsDep) -> None:
-    """Bearer-token check for REST routes; a no-op when ``ASSIST_API_TOKEN`` is empty (dev)."""
-    expected = settings.api_token
-    if not expected:
-        return
-    header = request.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <ASSIST_API_TOKEN>)")
-
-
 def _ready(services: AppServices) -> AppServices:
     if not services.ready:
         raise NotReadyError(f"service is not ready ({services.stage}); retry shortly")
     return services
 
 
-def get_conversations(services: ServicesDep) -> ConversationService:
-    svc = _ready(services).conversations
-    assert svc is not None
-    return svc
+async def get_tenant(services: ServicesDep, principal: PrincipalDep) -> TenantServices:
+    """The caller's tenant's services (built on its first request)."""
+    tenants = _ready(services).tenants
+    assert tenants is not None
+    return await tenants.get(principal.tenant)
 
 
-def get_kb(services: ServicesDep) -> KbService:
-    svc = _ready(services).kb
-    assert svc is not None
-    return svc
+TenantDep = Annotated[TenantServices, Depends(get_tenant)]
 
 
-def get_quality(services: ServicesDep) -> QualityMonitor:
-    svc = _ready(services).quality
-    assert svc is not None
-    return svc
+def get_conversations(tenant: TenantDep) -> ConversationService:
+    return tenant.conversations
+
+
+def get_kb(tenant: TenantDep) -> KbService:
+    return tenant.kb
+
+
+def get_quality(tenant: TenantDep) -> QualityMonitor:
+    return tenant.quality
 
 
 def get_db(services: ServicesDep) -> Database:

@@ -15,6 +15,7 @@ here. Unexpected exceptions are logged once, with context, and answered with the
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,13 +29,61 @@ _log = logging.getLogger(__name__)
 
 
 class Unauthorized(e.AssistError):
-    """Missing or wrong bearer token (REST ``Authorization`` header or the ``hello`` frame's ``token``).
+    """Authentication failed (REST ``Authorization`` header or the ``hello`` frame's ``token``).
 
     Lives here rather than in :mod:`assist.errors` because only the service layer authenticates;
-    it is an ``AssistError`` like the others so the table below maps it the same way.
+    it is an ``AssistError`` like the others so the table below maps it the same way. The tree::
+
+        Unauthorized        "auth.unauthorized"  401
+        ├── AuthMissing     "auth.missing"       401  no key presented
+        └── AuthInvalid     "auth.invalid"       401  unknown, malformed or revoked key
+        Forbidden           "auth.forbidden"     403  the key's scope does not cover the endpoint
+        UnknownTenant       "auth.unknown_tenant" 403 the key's tenant is not registered
+        OriginRefused       "ws.origin_refused"  403  WebSocket handshake from an origin not allowed
+        TooManyRequests     "rate.limited"       429  (+ Retry-After)
+        ├── AuthLocked      "auth.locked"        429  too many failed authentications from one address
+        └── TooManyConnections "ws.too_many_connections" 429  per-key or total WebSocket limit
     """
 
     code = "auth.unauthorized"
+
+
+class AuthMissing(Unauthorized):
+    code = "auth.missing"
+
+
+class AuthInvalid(Unauthorized):
+    code = "auth.invalid"
+
+
+class Forbidden(e.AssistError):
+    code = "auth.forbidden"
+
+
+class UnknownTenant(Forbidden):
+    code = "auth.unknown_tenant"
+
+
+class OriginRefused(Forbidden):
+    code = "ws.origin_refused"
+
+
+class TooManyRequests(e.AssistError):
+    """A limit tied to a key or a client address; ``retry_after_s`` becomes the ``Retry-After`` header."""
+
+    code = "rate.limited"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, details={"retry_after_s": round(retry_after_s, 3)})
+        self.retry_after_s = retry_after_s
+
+
+class AuthLocked(TooManyRequests):
+    code = "auth.locked"
+
+
+class TooManyConnections(TooManyRequests):
+    code = "ws.too_many_connections"
 
 
 class SlowConsumer(e.AssistError):
@@ -53,6 +102,7 @@ WS_CLOSE_NORMAL = 1000
 WS_CLOSE_GOING_AWAY = 1001
 WS_CLOSE_TRY_AGAIN = 1013  # "Try Again Later": used for slow consumers and shutdown
 WS_CLOSE_INTERNAL = 1011
+WS_CLOSE_POLICY = 1008  # "Policy Violation": refused origin, failed authentication
 
 # Every AssistError class -> HTTP status. Exact classes, not just the roots, so that adding a class
 # to assist.errors without deciding its status here fails the contract test instead of silently
@@ -80,6 +130,14 @@ ERROR_TABLE: dict[type[e.AssistError], int] = {
     e.ServerBusyError: 503,
     e.OverloadedError: 503,
     Unauthorized: 401,
+    AuthMissing: 401,
+    AuthInvalid: 401,
+    Forbidden: 403,
+    UnknownTenant: 403,
+    OriginRefused: 403,
+    TooManyRequests: 429,
+    AuthLocked: 429,
+    TooManyConnections: 429,
     SlowConsumer: 503,
 }
 
@@ -104,6 +162,15 @@ def error_body(exc: e.AssistError) -> dict[str, Any]:
     return body
 
 
+def retry_headers(exc: e.AssistError) -> dict[str, str] | None:
+    """``Retry-After`` (RFC 9110 §10.2.3; whole seconds, rounded up) for errors that say when to come
+    back: rate limits and lockouts (``retry_after_s``), a busy server (``retry_after``)."""
+    seconds = getattr(exc, "retry_after_s", None)
+    if seconds is None and isinstance(exc, e.ServerBusyError):
+        seconds = exc.retry_after
+    return {"Retry-After": str(max(1, math.ceil(seconds)))} if seconds is not None else None
+
+
 def error_frame_fields(exc: e.AssistError) -> dict[str, Any]:
     """The fields an ``error`` frame takes from ``exc`` (the frame model adds ``type``/``v``/``seq``)."""
     fields: dict[str, Any] = {"code": exc.code, "message": exc.message}
@@ -112,20 +179,13 @@ def error_frame_fields(exc: e.AssistError) -> dict[str, Any]:
     return fields
 
 
-def error_headers(exc: e.AssistError) -> dict[str, str] | None:
-    """HTTP headers an error response carries: ``Retry-After`` (RFC 9110 §10.2.3) when busy."""
-    if isinstance(exc, e.ServerBusyError):
-        return {"Retry-After": str(exc.retry_after)}
-    return None
-
-
 def internal_error(context: str, exc: BaseException) -> e.AssistError:
     """Log an unexpected exception once, with context, and return the generic error to answer with."""
     _log.error("unexpected error in %s", context, exc_info=exc)
     return e.AssistError("internal error; it has been logged")
 
 
-_HTTP_CODES = {401: "auth.unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_HTTP_CODES = {401: "auth.unauthorized", 403: "auth.forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -139,7 +199,7 @@ def install_handlers(app: FastAPI) -> None:
     async def on_assist_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.AssistError)
         count(request, exc.code)
-        return JSONResponse(error_body(exc), status_code=http_status(exc), headers=error_headers(exc))
+        return JSONResponse(error_body(exc), status_code=http_status(exc), headers=retry_headers(exc))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         # FastAPI's request validation: same shape as ValidationError, with pydantic's locations.

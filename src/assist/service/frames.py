@@ -72,7 +72,8 @@ class _ClientFrame(BaseModel):
 class HelloFrame(_ClientFrame):
     type: Literal["hello"] = "hello"
     conversation_id: Id
-    token: str | None = Field(None, description="bearer token when the server has ASSIST_API_TOKEN set")
+    token: str | None = Field(None, description="API key (`assist keys create`) or ASSIST_API_TOKEN, when not "
+                                                "sent in the handshake's Authorization header")
     customer: CustomerProfile | None = Field(None, description="profile to attach (upserted into the store)")
     create: bool = Field(True, description="create the conversation if unknown; false: error conversation.not_found")
 

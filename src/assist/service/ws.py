@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -34,11 +33,17 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from assist.errors import AssistError, NotReadyError, StateError
 from assist.policy.quality import check_text
+from assist.service.auth import Authenticator, Principal, bearer_token, check_origin, client_address
 from assist.service.conversations import ConversationService, StoredFrame
 from assist.service.deps import AppServices
 from assist.service.errors import (
+    WS_CLOSE_POLICY,
     WS_CLOSE_TRY_AGAIN,
+    Forbidden,
+    OriginRefused,
     SlowConsumer,
+    TooManyConnections,
+    TooManyRequests,
     Unauthorized,
     error_frame_fields,
     internal_error,
@@ -60,6 +65,8 @@ from assist.service.frames import (
     dump_frame,
     parse_client_frame,
 )
+from assist.service.tenants import TenantServices
+from assist.store.records import Scope
 
 _log = logging.getLogger(__name__)
 
@@ -90,6 +97,9 @@ class WsSession:
         self.settings = services.settings
         self.phase = SessionPhase.awaiting_hello
         self.conversation_id: str | None = None
+        self.principal: Principal | None = None  # from the handshake's Authorization header or hello
+        self.tenant: TenantServices | None = None
+        self._slot_key: str | None = None  # the key whose connection slot this session holds
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, self.settings.ws_send_queue))
         self._cursor = 0  # highest seq queued to this client
         self._replaying = False
@@ -143,19 +153,37 @@ class WsSession:
     def _leave(self) -> None:
         if self.phase is not SessionPhase.closed:
             self.phase = SessionPhase.closed
-            if self.conversation_id is not None and self.services.conversations is not None:
-                self.services.conversations.unsubscribe(self.conversation_id, self)
+            if self.conversation_id is not None and self.tenant is not None:
+                self.tenant.conversations.unsubscribe(self.conversation_id, self)
 
     # --- connection lifecycle ------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            check_origin(self.ws.headers.get("origin"), self.ws.headers.get("host"), self.settings)
+        except OriginRefused as exc:
+            # Refused before the upgrade: the browser gets HTTP 403 and the page cannot talk to us.
+            self.services.metrics.errors.inc(code=exc.code)
+            _log.info("refused WebSocket from origin %r", self.ws.headers.get("origin"))
+            await self.ws.close(code=WS_CLOSE_POLICY, reason=exc.code)
+            return
+        auth = self.services.auth
+        full = auth.connections.connect() if auth is not None else None
         await self.ws.accept()
         self.services.metrics.ws_connections.inc()
         self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
         try:
-            await self._read_loop()
+            if full is not None:
+                await self._refuse(TooManyConnections(full, retry_after_s=5.0), WS_CLOSE_TRY_AGAIN)
+            elif await self._authenticate_handshake():
+                await self._read_loop()
         finally:
             self.services.metrics.ws_connections.dec()
+            if auth is not None:
+                if full is None:
+                    auth.connections.disconnect()
+                if self._slot_key is not None:
+                    auth.connections.unbind(self._slot_key)
             self._leave()
             if self._closing is not None:
                 with contextlib.suppress(Exception):
@@ -227,23 +255,64 @@ class WsSession:
         self._send_now(ErrorFrame(conversation_id=self.conversation_id, ref=ref, turn_id=turn_id,
                                   **error_frame_fields(exc)))
 
-    def _check_token(self, token: str | None) -> None:
-        expected = self.settings.api_token
-        if not expected:
-            return
-        header = self.ws.headers.get("authorization", "")
-        given = token or (header[7:] if header.lower().startswith("bearer ") else "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise Unauthorized("missing or wrong token: send it in hello.token or an Authorization header")
+    async def _refuse(self, exc: AssistError, close_code: int) -> None:
+        """An error frame saying why, then close (reason: the code): the connection cannot be used."""
+        self.services.metrics.errors.inc(code=exc.code)
+        self._leave()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.send_text(dump_frame(ErrorFrame(**error_frame_fields(exc)))), 2.0)
+        await self._close(close_code, exc.code)
+
+    def _auth(self) -> Authenticator:
+        if self.services.auth is None:
+            raise NotReadyError(f"service is not ready ({self.services.stage}); retry shortly")
+        return self.services.auth
+
+    async def _authenticate_handshake(self) -> bool:
+        """Authenticate a key sent in the handshake's Authorization header; False if the session ends.
+
+        Without a header the key may come in ``hello`` instead. A header that does not authenticate
+        ends the connection: the client has to reconnect with another one anyway.
+        """
+        token = bearer_token(self.ws.headers.get("authorization"))
+        if token is None:
+            return True
+        try:
+            await self._login(token)
+        except (Unauthorized, Forbidden, TooManyRequests) as exc:
+            close = WS_CLOSE_TRY_AGAIN if isinstance(exc, TooManyRequests) else WS_CLOSE_POLICY
+            await self._refuse(exc, close)
+            return False
+        except AssistError as exc:  # not ready yet: say so; the client retries
+            await self._refuse(exc, WS_CLOSE_TRY_AGAIN)
+            return False
+        return True
+
+    async def _login(self, token: str | None) -> Principal:
+        """Authenticate, check the console scope and take the key's connection slot."""
+        auth = self._auth()
+        principal = await auth.authenticate(token, client_address(self.ws.scope))
+        if not principal.allows(Scope.console):
+            raise Forbidden(f"the WebSocket needs scope 'console' (or admin); the key has {principal.scope.value!r}")
+        if principal.limit_key is not None and self._slot_key != principal.limit_key:
+            full = auth.connections.bind(principal.limit_key)
+            if full is not None:
+                raise TooManyConnections(full, retry_after_s=5.0)
+            if self._slot_key is not None:
+                auth.connections.unbind(self._slot_key)
+            self._slot_key = principal.limit_key
+        self.principal = principal
+        return principal
 
     async def _on_hello(self, frame: HelloFrame) -> None:
         if self.phase is SessionPhase.open:
             raise StateError(f"this connection is already open on conversation {self.conversation_id!r}; "
                              "open another connection for another conversation")
-        self._check_token(frame.token)
-        service = self.services.conversations
-        if service is None or not self.services.ready:
+        principal = self.principal or await self._login(frame.token)
+        if self.services.tenants is None or not self.services.ready:
             raise NotReadyError(f"service is not ready ({self.services.stage}); retry hello shortly")
+        self.tenant = await self.services.tenants.get(principal.tenant)
+        service = self.tenant.conversations
         last_seq = await service.open(frame.conversation_id, customer=frame.customer, create=frame.create,
                                       sink=self)
         if self.phase is SessionPhase.closed:  # the client left while we were opening
@@ -255,15 +324,16 @@ class WsSession:
         self._send_now(AckFrame(conversation_id=frame.conversation_id, ref="hello", last_seq=last_seq))
 
     def _service(self) -> ConversationService:
-        service = self.services.conversations
-        if service is None:  # pragma: no cover - hello already checked
+        if self.tenant is None:  # pragma: no cover - hello already checked
             raise NotReadyError("service is not ready")
-        return service
+        return self.tenant.conversations
 
     def _on_turn(self, frame: TurnFrame) -> None:
         service = self._service()
         cid = self.conversation_id
-        assert cid is not None
+        assert cid is not None and self.principal is not None
+        # Before the turn is stored: a refused turn was never acked, so the client resends it later.
+        self._auth().meter_turn(self.principal)
 
         async def run() -> None:
             try:

@@ -81,14 +81,16 @@ def _feedback(row: FeedbackRow) -> FeedbackRecord:
 
 
 class ConversationRepo:
-    """Conversations, frames, turns and feedback, in the caller's session.
+    """One tenant's conversations, frames, turns and feedback, in the caller's session.
 
-    Raises ``ConversationNotFound`` when a write names a conversation that does not exist
+    Every read and write is scoped to ``tenant``: another tenant's conversation with the same id
+    is a different row, invisible here. Raises ``ConversationNotFound`` when a write names a conversation that does not exist
     (call ``ensure`` first), ``ConflictError`` when a turn is completed twice.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, tenant: str) -> None:
         self._s = session
+        self.tenant = tenant
 
     # --- conversations -----------------------------------------------------------------------
 
@@ -106,15 +108,16 @@ class ConversationRepo:
         customer id given for an existing conversation that has none is recorded.
         """
         now = as_utc(now) if now else utcnow()
-        stmt = insert_ignoring_conflicts(self._s, ConversationRow, ["id"]).values(
-            id=conversation_id, customer_id=customer_id, state=to_json(initial_state),
+        stmt = insert_ignoring_conflicts(self._s, ConversationRow, ["tenant_id", "id"]).values(
+            tenant_id=self.tenant, id=conversation_id, customer_id=customer_id, state=to_json(initial_state),
             last_seq=0, created_at=now, updated_at=now,
         )
         created = (await self._s.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
         if not created and customer_id is not None:
             await self._s.execute(
                 update(ConversationRow)
-                .where(ConversationRow.id == conversation_id, ConversationRow.customer_id.is_(None))
+                .where(ConversationRow.tenant_id == self.tenant, ConversationRow.id == conversation_id,
+                       ConversationRow.customer_id.is_(None))
                 .values(customer_id=customer_id)
             )
         return await self.get(conversation_id), created
@@ -123,7 +126,7 @@ class ConversationRepo:
         row = (
             await self._s.execute(
                 select(ConversationRow)
-                .where(ConversationRow.id == conversation_id)
+                .where(ConversationRow.tenant_id == self.tenant, ConversationRow.id == conversation_id)
                 .execution_options(populate_existing=True)
             )
         ).scalar_one_or_none()
@@ -140,7 +143,7 @@ class ConversationRepo:
         """The customer's conversations, most recently active first (where CRM events are pushed)."""
         rows = await self._s.scalars(
             select(ConversationRow)
-            .where(ConversationRow.customer_id == customer_id)
+            .where(ConversationRow.tenant_id == self.tenant, ConversationRow.customer_id == customer_id)
             .order_by(ConversationRow.updated_at.desc(), ConversationRow.id)
             .limit(limit)
         )
@@ -152,11 +155,14 @@ class ConversationRepo:
         """Replace the stored ConversationState; raises ``ConversationNotFound``."""
         result = await self._s.execute(
             update(_CONV)
-            .where(_CONV.c.id == conversation_id)
+            .where(self._conv(conversation_id))
             .values(state=to_json(state), updated_at=as_utc(now) if now else utcnow())
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise ConversationNotFound(f"conversation {conversation_id!r} not found")
+
+    def _conv(self, conversation_id: str) -> Any:
+        return (_CONV.c.tenant_id == self.tenant) & (_CONV.c.id == conversation_id)
 
     # --- frames ------------------------------------------------------------------------------
 
@@ -179,7 +185,7 @@ class ConversationRepo:
             values.update(state=to_json(state), updated_at=utcnow())
         last = (
             await self._s.execute(
-                update(_CONV).where(_CONV.c.id == conversation_id).values(**values).returning(_CONV.c.last_seq)
+                update(_CONV).where(self._conv(conversation_id)).values(**values).returning(_CONV.c.last_seq)
             )
         ).scalar_one_or_none()
         if last is None:
@@ -189,7 +195,7 @@ class ConversationRepo:
         stored = [{**to_json(f), "seq": first + i} for i, f in enumerate(frames)]
         await self._s.execute(
             insert(_FRAME),
-            [{"conversation_id": conversation_id, "seq": f["seq"], "frame": f, "created_at": now} for f in stored],
+            [{"tenant_id": self.tenant, "conversation_id": conversation_id, "seq": f["seq"], "frame": f, "created_at": now} for f in stored],
         )
         return stored
 
@@ -203,7 +209,8 @@ class ConversationRepo:
         """Stored frames with ``seq > last_seq`` in seq order: what ``resume(last_seq)`` replays."""
         stmt = (
             select(FrameRow.frame)
-            .where(FrameRow.conversation_id == conversation_id, FrameRow.seq > last_seq)
+            .where(FrameRow.tenant_id == self.tenant, FrameRow.conversation_id == conversation_id,
+                   FrameRow.seq > last_seq)
             .order_by(FrameRow.seq)
         )
         if limit is not None:
@@ -212,7 +219,8 @@ class ConversationRepo:
 
     async def get_frame(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
         return await self._s.scalar(
-            select(FrameRow.frame).where(FrameRow.conversation_id == conversation_id, FrameRow.seq == seq)
+            select(FrameRow.frame).where(FrameRow.tenant_id == self.tenant, FrameRow.conversation_id == conversation_id,
+                                         FrameRow.seq == seq)
         )
 
     # --- turns -------------------------------------------------------------------------------
@@ -238,8 +246,8 @@ class ConversationRepo:
         # RETURNING gives the new row's id when inserted and nothing on a conflict, so the common
         # case (a new turn) needs no read back: one round trip less on the ack's critical path.
         stmt = (
-            insert_ignoring_conflicts(self._s, _TURN, ["conversation_id", "turn_id"])
-            .values(conversation_id=conversation_id, turn_id=turn_id, role=role, text=text,
+            insert_ignoring_conflicts(self._s, _TURN, ["tenant_id", "conversation_id", "turn_id"])
+            .values(tenant_id=self.tenant, conversation_id=conversation_id, turn_id=turn_id, role=role, text=text,
                     ts=at, status=TurnStatus.received.value, created_at=now)
             .returning(_TURN.c.id)
         )
@@ -260,7 +268,8 @@ class ConversationRepo:
         row = (
             await self._s.execute(
                 select(TurnRow)
-                .where(TurnRow.conversation_id == conversation_id, TurnRow.turn_id == turn_id)
+                .where(TurnRow.tenant_id == self.tenant, TurnRow.conversation_id == conversation_id,
+                       TurnRow.turn_id == turn_id)
                 .execution_options(populate_existing=True)
             )
         ).scalar_one_or_none()
@@ -302,6 +311,7 @@ class ConversationRepo:
         result = await self._s.execute(
             update(_TURN)
             .where(
+                _TURN.c.tenant_id == self.tenant,
                 _TURN.c.conversation_id == conversation_id,
                 _TURN.c.turn_id == turn_id,
                 _TURN.c.status == TurnStatus.received.value,
@@ -347,7 +357,9 @@ class ConversationRepo:
     async def turns(self, conversation_id: str) -> list[TurnRecord]:
         """The conversation's turns in arrival order (the transcript)."""
         rows = await self._s.scalars(
-            select(TurnRow).where(TurnRow.conversation_id == conversation_id).order_by(TurnRow.id)
+            select(TurnRow)
+            .where(TurnRow.tenant_id == self.tenant, TurnRow.conversation_id == conversation_id)
+            .order_by(TurnRow.id)
         )
         return [_turn(r) for r in rows]
 
@@ -357,7 +369,9 @@ class ConversationRepo:
         The service re-runs these at start-up before accepting traffic; arrival order keeps
         each conversation's turns in order.
         """
-        stmt = select(TurnRow).where(TurnRow.status == TurnStatus.received.value).order_by(TurnRow.id)
+        stmt = (select(TurnRow)
+                .where(TurnRow.tenant_id == self.tenant, TurnRow.status == TurnStatus.received.value)
+                .order_by(TurnRow.id))
         if limit is not None:
             stmt = stmt.limit(limit)
         return [_turn(r) for r in await self._s.scalars(stmt)]
@@ -375,7 +389,7 @@ class ConversationRepo:
     ) -> FeedbackRecord:
         """Record the agent's verdict on a suggestion; raises ``ConversationNotFound``."""
         row = FeedbackRow(
-            conversation_id=conversation_id, suggestion_id=suggestion_id,
+            tenant_id=self.tenant, conversation_id=conversation_id, suggestion_id=suggestion_id,
             outcome=FeedbackOutcome(outcome).value, edited_text=edited_text,
             ts=as_utc(ts) if ts else utcnow(),
         )
@@ -390,6 +404,16 @@ class ConversationRepo:
 
     async def feedback(self, conversation_id: str) -> list[FeedbackRecord]:
         rows = await self._s.scalars(
-            select(FeedbackRow).where(FeedbackRow.conversation_id == conversation_id).order_by(FeedbackRow.id)
+            select(FeedbackRow)
+            .where(FeedbackRow.tenant_id == self.tenant, FeedbackRow.conversation_id == conversation_id)
+            .order_by(FeedbackRow.id)
         )
         return [_feedback(r) for r in rows]
+
+
+async def tenants_with_pending_turns(session: AsyncSession) -> list[str]:
+    """Tenants that have turns acked but never processed: whose services start-up recovery must build."""
+    rows = await session.scalars(
+        select(TurnRow.tenant_id).where(TurnRow.status == TurnStatus.received.value).distinct()
+    )
+    return sorted(rows)

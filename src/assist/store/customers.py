@@ -20,10 +20,11 @@ def _customer(row: CustomerRow) -> CustomerRecord:
 
 
 class CustomerRepo:
-    """Profiles as JSON (``CustomerProfile.model_dump(mode="json")``), in the caller's session."""
+    """One tenant's profiles as JSON (``CustomerProfile.model_dump(mode="json")``), in the caller's session."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, tenant: str) -> None:
         self._s = session
+        self.tenant = tenant
 
     async def upsert(
         self, customer_id: str, profile: Mapping[str, Any] | BaseModel, *, now: datetime | None = None
@@ -34,11 +35,12 @@ class CustomerRepo:
         # Insert-or-nothing, then update: portable across both dialects and race-free, where
         # a select-then-insert would fail when two CRM pushes for a new customer cross.
         await self._s.execute(
-            insert_ignoring_conflicts(self._s, CustomerRow, ["id"]).values(
-                id=customer_id, profile=doc, created_at=now, updated_at=now
+            insert_ignoring_conflicts(self._s, CustomerRow, ["tenant_id", "id"]).values(
+                tenant_id=self.tenant, id=customer_id, profile=doc, created_at=now, updated_at=now
             )
         )
-        row = await self._s.get(CustomerRow, customer_id, populate_existing=True, with_for_update=True)
+        row = await self._s.get(CustomerRow, (self.tenant, customer_id), populate_existing=True,
+                                with_for_update=True)
         assert row is not None
         row.profile = doc
         row.updated_at = now
@@ -47,9 +49,10 @@ class CustomerRepo:
 
     async def get(self, customer_id: str) -> CustomerRecord | None:
         """The stored profile, or None: an unknown customer is normal (no CRM push yet)."""
-        row = await self._s.get(CustomerRow, customer_id, populate_existing=True)
+        row = await self._s.get(CustomerRow, (self.tenant, customer_id), populate_existing=True)
         return _customer(row) if row else None
 
     async def list_customers(self, *, limit: int = 100, offset: int = 0) -> list[CustomerRecord]:
-        rows = await self._s.scalars(select(CustomerRow).order_by(CustomerRow.id).limit(limit).offset(offset))
+        rows = await self._s.scalars(select(CustomerRow).where(CustomerRow.tenant_id == self.tenant)
+                                     .order_by(CustomerRow.id).limit(limit).offset(offset))
         return [_customer(r) for r in rows]

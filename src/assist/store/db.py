@@ -19,7 +19,8 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from assist.errors import ConflictError, NotReadyError
+from assist.store.models import DEFAULT_TENANT
 from assist.store.unit import UnitOfWork
 
 SqliteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -160,8 +162,11 @@ class Database:
         return self.engine.url
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
-        """A unit of work: commits on normal exit, rolls back on an exception.
+    async def transaction(self, tenant: str = DEFAULT_TENANT) -> AsyncIterator[UnitOfWork]:
+        """A unit of work over ``tenant``'s rows: commits on normal exit, rolls back on an exception.
+
+        ``tenant`` defaults to ``default``, the embedded single-shop service's; a multi-tenant
+        caller holds a :meth:`for_tenant` view instead, so it cannot forget to pass it.
 
         Translates what the repositories left untranslated: an ``IntegrityError`` becomes
         ``ConflictError``; a database that cannot be reached, is locked beyond the busy
@@ -170,7 +175,7 @@ class Database:
         on SQLite: the inner one would wait for the outer one forever, so it raises instead.
         """
         if self._sqlite_lock is None:
-            async with self._unit() as uow:
+            async with self._unit(tenant) as uow:
                 yield uow
             return
         if self._sqlite_lock.locked() and self._lock_owner is asyncio.current_task():
@@ -178,20 +183,24 @@ class Database:
         async with self._sqlite_lock:
             self._lock_owner = asyncio.current_task()
             try:
-                async with self._unit() as uow:
+                async with self._unit(tenant) as uow:
                     yield uow
             finally:
                 self._lock_owner = None
 
     @asynccontextmanager
-    async def _unit(self) -> AsyncIterator[UnitOfWork]:
+    async def _unit(self, tenant: str) -> AsyncIterator[UnitOfWork]:
         try:
             async with self.sessions() as session, session.begin():
-                yield UnitOfWork(session)
+                yield UnitOfWork(session, tenant)
         except IntegrityError as exc:
             raise ConflictError(f"conflicting write: {exc.orig}") from exc
         except (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError) as exc:
             raise NotReadyError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from exc
+
+    def for_tenant(self, tenant: str) -> TenantDatabase:
+        """This database as seen by one tenant: every ``transaction()`` is scoped to ``tenant``."""
+        return TenantDatabase(self, tenant)
 
     async def ping(self) -> None:
         """Raise ``NotReadyError`` unless the database answers (for ``/readyz``)."""
@@ -212,3 +221,14 @@ class Database:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+@dataclass(frozen=True)
+class TenantDatabase:
+    """A :class:`Database` bound to one tenant; what each tenant's services are given."""
+
+    db: Database
+    tenant: str
+
+    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        return self.db.transaction(self.tenant)

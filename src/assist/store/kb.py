@@ -30,17 +30,18 @@ def _content(entry: KbEntry) -> dict[str, Any]:
 
 
 class KbRepo:
-    """KB entries in the caller's session; returns ``assist.shop.KbEntry`` values.
+    """One tenant's KB entries in the caller's session; returns ``assist.shop.KbEntry`` values.
 
     The live retriever is not touched here: after a write commits, the service calls
     ``retriever.upsert(entry)`` / ``retriever.retire(entry_id)`` with the returned entry.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, tenant: str) -> None:
         self._s = session
+        self.tenant = tenant
 
     async def find(self, entry_id: str) -> KbEntry | None:
-        row = await self._s.get(KbEntryRow, entry_id, populate_existing=True)
+        row = await self._s.get(KbEntryRow, (self.tenant, entry_id), populate_existing=True)
         return KbEntry.model_validate(row.entry) if row else None
 
     async def get(self, entry_id: str) -> KbEntry:
@@ -54,7 +55,7 @@ class KbRepo:
         self, *, status: KbStatus | None = None, include_retired: bool = False
     ) -> list[KbEntry]:
         """Current versions ordered by id: one ``status``, or all but retired (unless asked)."""
-        stmt = select(KbEntryRow.entry).order_by(KbEntryRow.id)
+        stmt = select(KbEntryRow.entry).where(KbEntryRow.tenant_id == self.tenant).order_by(KbEntryRow.id)
         if status is not None:
             stmt = stmt.where(KbEntryRow.status == status.value)
         elif not include_retired:
@@ -65,7 +66,9 @@ class KbRepo:
         """Every saved version, oldest first; raises ``KbEntryNotFound``."""
         docs = list(
             await self._s.scalars(
-                select(KbHistoryRow.entry).where(KbHistoryRow.entry_id == entry_id).order_by(KbHistoryRow.version)
+                select(KbHistoryRow.entry)
+                .where(KbHistoryRow.tenant_id == self.tenant, KbHistoryRow.entry_id == entry_id)
+                .order_by(KbHistoryRow.version)
             )
         )
         if not docs:
@@ -76,7 +79,7 @@ class KbRepo:
         """Store a new entry as version 1; raises ``KbEntryExists`` (also for a retired id)."""
         # Checked first so an id already loaded in this session gives KbEntryExists rather
         # than the ORM's identity-map FlushError; the IntegrityError path covers races.
-        if await self._s.get(KbEntryRow, entry.id) is not None:
+        if await self._s.get(KbEntryRow, (self.tenant, entry.id)) is not None:
             raise KbEntryExists(f"KB entry {entry.id!r} already exists")
         saved = entry.model_copy(update={"version": 1, "updated_at": as_utc(now) if now else utcnow()})
         self._add(saved)
@@ -99,7 +102,7 @@ class KbRepo:
         now = as_utc(now) if now else utcnow()
         # FOR UPDATE on PostgreSQL serialises concurrent edits of one entry, so two editors
         # cannot both write version n+1 (the history primary key would refuse the second).
-        row = await self._s.get(KbEntryRow, entry.id, with_for_update=True, populate_existing=True)
+        row = await self._s.get(KbEntryRow, (self.tenant, entry.id), with_for_update=True, populate_existing=True)
         current = row.version if row else 0
         if expected_version is not None and expected_version != current:
             raise ConflictError(
@@ -147,7 +150,8 @@ class KbRepo:
         stored: dict[str, int] = {}
         for i in range(0, len(ids), _CHUNK):
             rows = await self._s.execute(
-                select(KbEntryRow.id, KbEntryRow.version).where(KbEntryRow.id.in_(ids[i : i + _CHUNK]))
+                select(KbEntryRow.id, KbEntryRow.version)
+                .where(KbEntryRow.tenant_id == self.tenant, KbEntryRow.id.in_(ids[i : i + _CHUNK]))
             )
             stored.update({r.id: r.version for r in rows})
         new = [e for e in todo.values() if e.id not in stored]
@@ -155,7 +159,7 @@ class KbRepo:
         for e in new:
             self._add(e if e.updated_at else e.model_copy(update={"updated_at": now}))
         for e in newer:
-            row = await self._s.get(KbEntryRow, e.id, with_for_update=True)
+            row = await self._s.get(KbEntryRow, (self.tenant, e.id), with_for_update=True)
             assert row is not None
             saved = e if e.updated_at else e.model_copy(update={"updated_at": now})
             row.entry = saved.model_dump(mode="json")
@@ -173,15 +177,14 @@ class KbRepo:
         stamp = entry.updated_at or utcnow()
         self._s.add(
             KbEntryRow(
-                id=entry.id, entry=entry.model_dump(mode="json"), version=entry.version,
+                tenant_id=self.tenant, id=entry.id, entry=entry.model_dump(mode="json"), version=entry.version,
                 status=entry.status.value, updated_at=as_utc(stamp),
             )
         )
         self._s.add(self._history(entry, as_utc(stamp)))
 
-    @staticmethod
-    def _history(entry: KbEntry, saved_at: datetime) -> KbHistoryRow:
+    def _history(self, entry: KbEntry, saved_at: datetime) -> KbHistoryRow:
         return KbHistoryRow(
-            entry_id=entry.id, version=entry.version, entry=entry.model_dump(mode="json"),
+            tenant_id=self.tenant, entry_id=entry.id, version=entry.version, entry=entry.model_dump(mode="json"),
             status=entry.status.value, saved_at=saved_at,
         )

@@ -20,7 +20,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
-    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -75,6 +75,20 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# The tenant of rows written before tenants existed (migration 0002), and of the embedded service.
+DEFAULT_TENANT = "default"
+
+
+def _tenant() -> Mapped[str]:
+    # Part of every key of tenant-owned rows: two tenants may both have conversation "c1".
+    return mapped_column(String(64), primary_key=True, server_default=DEFAULT_TENANT)
+
+
+def _conversation_fk() -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(["tenant_id", "conversation_id"], ["conversations.tenant_id", "conversations.id"],
+                                ondelete="CASCADE")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
@@ -86,9 +100,11 @@ class Base(DeclarativeBase):
 
 class ConversationRow(Base):
     __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_tenant_id_customer_id", "tenant_id", "customer_id"),)
 
+    tenant_id: Mapped[str] = _tenant()
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128))
     # ConversationState.model_dump(mode="json"); the store does not interpret it.
     state: Mapped[dict[str, Any]]
     # Last server-frame seq handed out; allocated with UPDATE ... RETURNING so two writers
@@ -100,10 +116,10 @@ class ConversationRow(Base):
 
 class FrameRow(Base):
     __tablename__ = "frames"
+    __table_args__ = (_conversation_fk(),)
 
-    conversation_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
-    )
+    tenant_id: Mapped[str] = _tenant()
+    conversation_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     frame: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
@@ -112,7 +128,8 @@ class FrameRow(Base):
 class TurnRow(Base):
     __tablename__ = "turns"
     __table_args__ = (
-        UniqueConstraint("conversation_id", "turn_id"),
+        UniqueConstraint("tenant_id", "conversation_id", "turn_id"),
+        _conversation_fk(),
         # pending_turns() scans by status in arrival order at every start-up.
         Index("ix_turns_status_id", "status", "id"),
         CheckConstraint("status IN ('received', 'processed', 'failed')", name="status"),
@@ -120,9 +137,8 @@ class TurnRow(Base):
 
     # Arrival order across all conversations; recovery replays pending turns in this order.
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    conversation_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("conversations.id", ondelete="CASCADE")
-    )
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
+    conversation_id: Mapped[str] = mapped_column(String(128))
     turn_id: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
@@ -140,12 +156,13 @@ class FeedbackRow(Base):
     __tablename__ = "feedback"
     __table_args__ = (
         CheckConstraint("outcome IN ('accepted', 'dismissed', 'edited')", name="outcome"),
+        _conversation_fk(),
+        Index("ix_feedback_tenant_id_conversation_id", "tenant_id", "conversation_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    conversation_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("conversations.id", ondelete="CASCADE"), index=True
-    )
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
+    conversation_id: Mapped[str] = mapped_column(String(128))
     suggestion_id: Mapped[str] = mapped_column(String(256), index=True)
     outcome: Mapped[str] = mapped_column(String(16))
     edited_text: Mapped[str | None] = mapped_column(Text)
@@ -155,6 +172,7 @@ class FeedbackRow(Base):
 class CustomerRow(Base):
     __tablename__ = "customers"
 
+    tenant_id: Mapped[str] = _tenant()
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     # CustomerProfile.model_dump(mode="json"): tier, opt_out_marketing, orders, region ...
     profile: Mapped[dict[str, Any]]
@@ -164,11 +182,13 @@ class CustomerRow(Base):
 
 class KbEntryRow(Base):
     __tablename__ = "kb_entries"
+    __table_args__ = (Index("ix_kb_entries_tenant_id_status", "tenant_id", "status"),)
 
+    tenant_id: Mapped[str] = _tenant()
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     entry: Mapped[dict[str, Any]]  # KbEntry.model_dump(mode="json") of the current version
     version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime]
 
 
@@ -181,6 +201,7 @@ class KbHistoryRow(Base):
 
     __tablename__ = "kb_history"
 
+    tenant_id: Mapped[str] = _tenant()
     entry_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry: Mapped[dict[str, Any]]
@@ -197,6 +218,7 @@ class OutboxRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
     # Globally unique id sent to the CRM so it can drop duplicates: delivery is at-least-once.
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
     topic: Mapped[str] = mapped_column(String(64))
@@ -213,9 +235,11 @@ class ReplayRow(Base):
     __tablename__ = "replays"
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        Index("ix_replays_tenant_id_created_at", "tenant_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
     status: Mapped[str] = mapped_column(String(16))
     total: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[int] = mapped_column(Integer, default=0)
@@ -233,18 +257,18 @@ class QualityDefectRow(Base):
 
     __tablename__ = "quality_defects"
     __table_args__ = (
-        UniqueConstraint("conversation_id", "problem_id"),
+        UniqueConstraint("tenant_id", "conversation_id", "problem_id"),
+        _conversation_fk(),
         # A group's window count and the SKU's history count (assist.insights.quality).
-        Index("ix_quality_defects_sku_symptom_reported_at", "sku", "symptom", "reported_at"),
-        # min(reported_at): how much history the store has, read at every judgment.
-        Index("ix_quality_defects_reported_at", "reported_at"),
+        Index("ix_quality_defects_tenant_id_sku_symptom_reported_at", "tenant_id", "sku", "symptom", "reported_at"),
+        # min(reported_at): how much history the tenant's store has, read at every judgment.
+        Index("ix_quality_defects_tenant_id_reported_at", "tenant_id", "reported_at"),
         CheckConstraint("status IN ('reported', 'filed', 'retracted')", name="status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    conversation_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("conversations.id", ondelete="CASCADE")
-    )
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
+    conversation_id: Mapped[str] = mapped_column(String(128))
     problem_id: Mapped[str] = mapped_column(String(128))
     turn_id: Mapped[str] = mapped_column(String(128))
     action_id: Mapped[str] = mapped_column(String(256))
@@ -266,11 +290,12 @@ class QualityAlertRow(Base):
     __tablename__ = "quality_alerts"
     __table_args__ = (
         CheckConstraint("status IN ('open', 'closed')", name="status"),
-        Index("ix_quality_alerts_status_opened_at", "status", "opened_at"),
+        Index("ix_quality_alerts_tenant_id_status_opened_at", "tenant_id", "status", "opened_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # The group's key while the alert is open, NULL once closed: the unique constraint is what keeps
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
+    # The tenant's and group's key while the alert is open, NULL once closed: the unique constraint is what keeps
     # one open alert per group even when two replicas judge the same group at once (NULLs never collide).
     open_key: Mapped[str | None] = mapped_column(String(512), unique=True)
     sku: Mapped[str] = mapped_column(String(128))
@@ -287,3 +312,31 @@ class QualityAlertRow(Base):
     opened_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+
+
+class TenantRow(Base):
+    """A tenant other than ``default`` and the shop directory its KB, catalog and policy come from."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shop_dir: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ApiKeyRow(Base):
+    """An API key: only the SHA-256 of its secret is stored; the key id (public) is how it is found."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("scope IN ('console', 'crm', 'admin')", name="scope"),
+        Index("ix_api_keys_tenant_id", "tenant_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

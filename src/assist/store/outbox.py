@@ -33,17 +33,22 @@ from assist.store.records import OutboxEvent, OutboxStatus, OutboxTopic
 
 def _event(row: OutboxRow) -> OutboxEvent:
     return OutboxEvent(
-        id=row.id, event_id=row.event_id, topic=row.topic, payload=row.payload, attempts=row.attempts,
+        id=row.id, tenant_id=row.tenant_id, event_id=row.event_id, topic=row.topic, payload=row.payload, attempts=row.attempts,
         next_attempt_at=row.next_attempt_at, status=OutboxStatus(row.status), last_error=row.last_error,
         created_at=row.created_at, delivered_at=row.delivered_at,
     )
 
 
 class OutboxRepo:
-    """Outbox events in the caller's session."""
+    """Outbox events in the caller's session.
 
-    def __init__(self, session: AsyncSession) -> None:
+    ``enqueue`` files the event under ``tenant``; the delivery side (``claim_due``, ``mark_*``)
+    is the process-wide webhook worker's and spans every tenant (each event carries its own).
+    """
+
+    def __init__(self, session: AsyncSession, tenant: str) -> None:
         self._s = session
+        self.tenant = tenant
 
     async def enqueue(
         self,
@@ -55,7 +60,7 @@ class OutboxRepo:
         """Add an event, due immediately. Call inside the transaction that made the change."""
         now = as_utc(now) if now else utcnow()
         row = OutboxRow(
-            event_id=str(uuid.uuid4()), topic=str(topic), payload=to_json(payload), attempts=0,
+            tenant_id=self.tenant, event_id=str(uuid.uuid4()), topic=str(topic), payload=to_json(payload), attempts=0,
             next_attempt_at=now, status=OutboxStatus.pending.value, created_at=now,
         )
         self._s.add(row)

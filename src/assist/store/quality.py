@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assist.insights.defects import COUNTED, DefectReport, DefectStatus, RetractReason
 from assist.insights.quality import Assessment, DefectPoint, GroupKey
 from assist.store._sql import as_utc, insert_ignoring_conflicts, utcnow
-from assist.store.models import QualityAlertRow, QualityDefectRow
+from assist.store.models import DEFAULT_TENANT, QualityAlertRow, QualityDefectRow
 from assist.store.records import DefectRecord, QualityAlertRecord
 
 _COUNTED = [s.value for s in COUNTED]
@@ -45,16 +45,21 @@ def _batch_is(batch: str | None) -> ColumnElement[bool]:
 
 
 class QualityRepo:
-    """Defects and alerts in the caller's session."""
+    """One tenant's defects and alerts in the caller's session."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, tenant: str = DEFAULT_TENANT) -> None:
         self._s = session
+        self.tenant = tenant
+
+    def _open_key(self, key: GroupKey) -> str:
+        return self.tenant + "\x1f" + open_key(key)  # one open alert per group of each tenant
 
     # --- defects -----------------------------------------------------------------------------
 
     async def _row(self, conversation_id: str, problem_id: str) -> QualityDefectRow | None:
         return await self._s.scalar(select(QualityDefectRow).where(
-            QualityDefectRow.conversation_id == conversation_id, QualityDefectRow.problem_id == problem_id))
+            QualityDefectRow.tenant_id == self.tenant, QualityDefectRow.conversation_id == conversation_id,
+            QualityDefectRow.problem_id == problem_id))
 
     async def record(self, report: DefectReport, *, now: datetime | None = None) -> tuple[set[GroupKey], bool]:
         """Store a report (one row per problem: a repeat updates it and counts it again if it was
@@ -66,7 +71,7 @@ class QualityRepo:
         created = row is None
         if row is None:
             row = QualityDefectRow(
-                conversation_id=report.conversation_id, problem_id=report.problem_id, turn_id=report.turn_id,
+                tenant_id=self.tenant, conversation_id=report.conversation_id, problem_id=report.problem_id, turn_id=report.turn_id,
                 action_id=report.action_id, sku=report.sku, batch=report.batch, region=report.region,
                 symptom=report.symptom, symptom_text=report.symptom_text, kind=report.kind,
                 status=DefectStatus.reported.value, retracted_reason=None, reported_at=as_utc(report.at),
@@ -99,7 +104,7 @@ class QualityRepo:
         if not conds:
             return set(), 0
         rows = list(await self._s.scalars(select(QualityDefectRow).where(
-            QualityDefectRow.conversation_id == conversation_id, or_(*conds))))
+            QualityDefectRow.tenant_id == self.tenant, QualityDefectRow.conversation_id == conversation_id, or_(*conds))))
         touched = set()
         changed = 0
         for row in rows:
@@ -127,7 +132,7 @@ class QualityRepo:
 
     async def defects(self, conversation_id: str) -> list[DefectRecord]:
         rows = await self._s.scalars(select(QualityDefectRow).where(
-            QualityDefectRow.conversation_id == conversation_id).order_by(QualityDefectRow.id))
+            QualityDefectRow.tenant_id == self.tenant, QualityDefectRow.conversation_id == conversation_id).order_by(QualityDefectRow.id))
         return [_defect(r) for r in rows]
 
     # --- counts for the test ---------------------------------------------------------------------
@@ -138,7 +143,8 @@ class QualityRepo:
             QualityDefectRow.conversation_id, QualityDefectRow.region, QualityDefectRow.reported_at,
             QualityDefectRow.symptom_text,
         ).where(
-            QualityDefectRow.sku == key.sku, QualityDefectRow.symptom == key.symptom, _batch_is(key.batch),
+            QualityDefectRow.tenant_id == self.tenant, QualityDefectRow.sku == key.sku, QualityDefectRow.symptom == key.symptom,
+            _batch_is(key.batch),
             QualityDefectRow.status.in_(_COUNTED), QualityDefectRow.reported_at > as_utc(since),
             QualityDefectRow.reported_at <= as_utc(until),
         ))
@@ -147,7 +153,7 @@ class QualityRepo:
     async def history_count(self, sku: str, symptom: str, since: datetime, until: datetime) -> int:
         """Counted defects of (sku, symptom), every batch, reported in ``(since, until]``."""
         n = await self._s.scalar(select(func.count()).select_from(QualityDefectRow).where(
-            QualityDefectRow.sku == sku, QualityDefectRow.symptom == symptom,
+            QualityDefectRow.tenant_id == self.tenant, QualityDefectRow.sku == sku, QualityDefectRow.symptom == symptom,
             QualityDefectRow.status.in_(_COUNTED), QualityDefectRow.reported_at > as_utc(since),
             QualityDefectRow.reported_at <= as_utc(until),
         ))
@@ -155,7 +161,7 @@ class QualityRepo:
 
     async def first_reported_at(self) -> datetime | None:
         """When the store started recording defects (of any SKU): how much history it has."""
-        return await self._s.scalar(select(func.min(QualityDefectRow.reported_at)))
+        return await self._s.scalar(select(func.min(QualityDefectRow.reported_at)).where(QualityDefectRow.tenant_id == self.tenant))
 
     async def window_counts(self, since: datetime, until: datetime) -> dict[GroupKey, int]:
         """Every group with counted defects reported in ``(since, until]``: its number of conversations."""
@@ -163,7 +169,7 @@ class QualityRepo:
             QualityDefectRow.sku, QualityDefectRow.batch, QualityDefectRow.symptom,
             func.count(func.distinct(QualityDefectRow.conversation_id)),
         ).where(
-            QualityDefectRow.sku.is_not(None), QualityDefectRow.status.in_(_COUNTED),
+            QualityDefectRow.tenant_id == self.tenant, QualityDefectRow.sku.is_not(None), QualityDefectRow.status.in_(_COUNTED),
             QualityDefectRow.reported_at > as_utc(since), QualityDefectRow.reported_at <= as_utc(until),
         ).group_by(QualityDefectRow.sku, QualityDefectRow.batch, QualityDefectRow.symptom))
         return {GroupKey(s, b, sy): int(n) for s, b, sy, n in rows}
@@ -171,13 +177,13 @@ class QualityRepo:
     # --- alerts ---------------------------------------------------------------------------------
 
     async def open_alert(self, key: GroupKey) -> QualityAlertRecord | None:
-        row = await self._s.scalar(select(QualityAlertRow).where(QualityAlertRow.open_key == open_key(key)))
+        row = await self._s.scalar(select(QualityAlertRow).where(QualityAlertRow.open_key == self._open_key(key)))
         return _alert(row) if row is not None else None
 
     async def alerts(self, *, status: str | None = "open", sku: str | None = None, batch: str | None = None,
                      limit: int = 100) -> list[QualityAlertRecord]:
         """Alerts, newest first; ``status`` None: open and closed."""
-        q = select(QualityAlertRow)
+        q = select(QualityAlertRow).where(QualityAlertRow.tenant_id == self.tenant)
         if status is not None:
             q = q.where(QualityAlertRow.status == status)
         if sku is not None:
@@ -189,14 +195,14 @@ class QualityRepo:
 
     async def open_groups(self) -> set[GroupKey]:
         rows = await self._s.execute(select(QualityAlertRow.sku, QualityAlertRow.batch, QualityAlertRow.symptom)
-                                     .where(QualityAlertRow.status == "open"))
+                                     .where(QualityAlertRow.tenant_id == self.tenant, QualityAlertRow.status == "open"))
         return {GroupKey(s, b, sy) for s, b, sy in rows}
 
     async def raise_alert(self, key: GroupKey, a: Assessment, *, now: datetime) -> QualityAlertRecord | None:
         """Open an alert for the group; None when one is open already (another writer won the race)."""
         now = as_utc(now)
         stmt = insert_ignoring_conflicts(self._s, QualityAlertRow, ["open_key"]).values(
-            id=str(uuid.uuid4()), open_key=open_key(key), sku=key.sku, batch=key.batch, symptom=key.symptom,
+            id=str(uuid.uuid4()), tenant_id=self.tenant, open_key=self._open_key(key), sku=key.sku, batch=key.batch, symptom=key.symptom,
             status="open", count=a.count, baseline=a.baseline, p_value=a.p_value, region=a.region,
             regions=a.regions, conversation_ids=list(a.conversation_ids), symptom_text=a.symptom_text,
             opened_at=now, updated_at=now, closed_at=None,
@@ -218,7 +224,7 @@ class QualityRepo:
         )
         if close:
             values.update(status="closed", open_key=None, closed_at=as_utc(now))
-        await self._s.execute(update(QualityAlertRow).where(QualityAlertRow.id == alert_id).values(**values))
+        await self._s.execute(update(QualityAlertRow).where(QualityAlertRow.id == alert_id, QualityAlertRow.tenant_id == self.tenant).values(**values))
         row = await self._s.get(QualityAlertRow, alert_id, populate_existing=True)
         assert row is not None
         return _alert(row)

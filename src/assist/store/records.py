@@ -95,6 +95,7 @@ class CustomerRecord(_Record):
 
 class OutboxEvent(_Record):
     id: int
+    tenant_id: str
     event_id: str
     topic: str
     payload: dict[str, Any]
@@ -108,6 +109,7 @@ class OutboxEvent(_Record):
 
 class ReplayRecord(_Record):
     id: str
+    tenant_id: str
     status: ReplayStatus
     total: int
     done: int
@@ -154,3 +156,32 @@ class QualityAlertRecord(_Record):
     opened_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+
+
+class Scope(StrEnum):
+    """What an API key may do (``admin`` also does everything ``console`` and ``crm`` do, in its tenant)."""
+
+    console = "console"  # conversations over REST and the WebSocket, KB search/read, analyse
+    crm = "crm"  # customer profiles and order events
+    admin = "admin"  # KB edits, reindex, replay, keys
+
+
+class ApiKeyRecord(_Record):
+    """An API key as listed: never its secret (only the secret's hash is stored at all)."""
+
+    id: str
+    tenant_id: str
+    scope: Scope
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class TenantRecord(_Record):
+    id: str
+    shop_dir: str
+    created_at: datetime

@@ -21,7 +21,7 @@ _FINISHED = {ReplayStatus.done.value, ReplayStatus.failed.value}
 
 def _replay(row: ReplayRow) -> ReplayRecord:
     return ReplayRecord(
-        id=row.id, status=ReplayStatus(row.status), total=row.total, done=row.done, errors=row.errors,
+        id=row.id, tenant_id=row.tenant_id, status=ReplayStatus(row.status), total=row.total, done=row.done, errors=row.errors,
         params=row.params, report=row.report, error=row.error, created_at=row.created_at,
         updated_at=row.updated_at, finished_at=row.finished_at,
     )
@@ -31,8 +31,9 @@ class ReplayRepo:
     """Replay runs in the caller's session. Progress writes are cheap single-row updates, but
     callers should still throttle them (e.g. every N conversations or every second)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, tenant: str) -> None:
         self._s = session
+        self.tenant = tenant
 
     async def create(
         self,
@@ -45,7 +46,7 @@ class ReplayRepo:
         """Register a queued run (id: a fresh uuid hex unless given)."""
         now = as_utc(now) if now else utcnow()
         row = ReplayRow(
-            id=replay_id or uuid.uuid4().hex, status=ReplayStatus.queued.value, total=total, done=0, errors=0,
+            id=replay_id or uuid.uuid4().hex, tenant_id=self.tenant, status=ReplayStatus.queued.value, total=total, done=0, errors=0,
             params=to_json(params), report=None, created_at=now, updated_at=now,
         )
         self._s.add(row)
@@ -58,7 +59,8 @@ class ReplayRepo:
 
     async def list_replays(self, *, limit: int = 50) -> list[ReplayRecord]:
         rows = await self._s.scalars(
-            select(ReplayRow).order_by(ReplayRow.created_at.desc(), ReplayRow.id).limit(limit)
+            select(ReplayRow).where(ReplayRow.tenant_id == self.tenant)
+            .order_by(ReplayRow.created_at.desc(), ReplayRow.id).limit(limit)
         )
         return [_replay(r) for r in rows]
 
@@ -117,6 +119,6 @@ class ReplayRepo:
 
     async def _row(self, replay_id: str, *, for_update: bool = False) -> ReplayRow:
         row = await self._s.get(ReplayRow, replay_id, with_for_update=for_update, populate_existing=True)
-        if row is None:
+        if row is None or row.tenant_id != self.tenant:  # another tenant's run does not exist here
             raise ReplayNotFound(f"replay {replay_id!r} not found")
         return row

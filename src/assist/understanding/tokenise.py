@@ -59,15 +59,34 @@ class Tokeniser:
     is thread-safe after construction.
     """
 
-    def __init__(self, user_words: Iterable[str] = ()) -> None:
+    def __init__(self, user_words: Iterable[str] = (), *, _base: Tokeniser | None = None) -> None:
         self._jieba = jieba.Tokenizer()
-        self._jieba.initialize()
+        # word -> its frequency in the base dictionary (None: not a word there), to undo in derive()
+        self._added: dict[str, int | None] = {}
+        if _base is None:
+            self._jieba.initialize()
+        else:
+            # A shallow copy of the loaded dictionary (~15 MB, ~10 ms) instead of loading it again
+            # (~55 MB, 0.5-15 s): one base dictionary per process, one word list per shop.
+            src = _base._jieba
+            self._jieba.FREQ = dict(src.FREQ)
+            self._jieba.total = src.total
+            for word, freq in _base._added.items():
+                self._jieba.total -= self._jieba.FREQ.get(word, 0) - (freq or 0)
+                self._jieba.FREQ[word] = freq or 0  # 0 = a prefix, not a word: jieba's own marker
+            self._jieba.initialized = True
         for word in user_words:
             self.add_word(word)
+
+    def derive(self, user_words: Iterable[str]) -> Tokeniser:
+        """A tokeniser with jieba's base dictionary plus ``user_words`` only (not this one's words),
+        sharing the already loaded dictionary: one per tenant's shop."""
+        return Tokeniser(user_words, _base=self)
 
     def add_word(self, word: str) -> None:
         word = word.strip().lower()
         if word and " " not in word:
+            self._added.setdefault(word, self._jieba.FREQ.get(word) or None)
             # A high frequency makes jieba keep the word whole even against common splits.
             self._jieba.add_word(word, freq=max(self._jieba.suggest_freq(word, False), 2000))
 

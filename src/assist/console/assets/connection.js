@@ -171,7 +171,7 @@ export class Connection extends EventTarget {
 
   _failed(f) {
     if (f.ref === "hello") {
-      if (f.code === "auth.unauthorized") {
+      if (f.code.startsWith("auth.")) {  // missing, invalid or forbidden key, or locked out: ask for a key
         this._setState("auth", f.message);
         this.dispatchEvent(new CustomEvent("auth", { detail: f }));
         return;

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from assist.errors import TextTooLongError
-from assist.service.deps import ReadyDep
+from assist.service.deps import ConversationsDep, SettingsDep
 from assist.types import Analysis
 
 router = APIRouter(prefix="/v1", tags=["analyze"])
@@ -19,10 +19,9 @@ class AnalyzeIn(BaseModel):
 
 
 @router.post("/analyze", response_model=Analysis)
-async def analyze(body: AnalyzeIn, services: ReadyDep) -> Analysis:
-    """Intent, sentiment and KB hits for one text, without a conversation (no state, no actions)."""
-    limit = services.settings.max_text_chars
+async def analyze(body: AnalyzeIn, conversations: ConversationsDep, settings: SettingsDep) -> Analysis:
+    """Intent, sentiment and KB hits (the caller's tenant's KB) for one text, without a conversation."""
+    limit = settings.max_text_chars
     if len(body.text) > limit:
         raise TextTooLongError(f"text has {len(body.text)} characters; the limit is {limit}")
-    assert services.conversations is not None
-    return await services.conversations.analyse_text(body.text, skus=body.skus, category=body.category)
+    return await conversations.analyse_text(body.text, skus=body.skus, category=body.category)

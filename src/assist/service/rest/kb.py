@@ -9,11 +9,17 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from assist.errors import ValidationError
+from assist.service.auth import require
 from assist.service.deps import KbDep
 from assist.shop.models import KbEntry, KbStatus
+from assist.store.records import Scope
 from assist.types import Intent, Retrieval
 
 router = APIRouter(prefix="/v1/kb", tags=["kb"])
+
+# Consoles search and read the KB (Ctrl+K); only admin keys change it.
+_READ = [require(Scope.console)]
+_EDIT = [require(Scope.admin)]
 
 
 class _KbContent(BaseModel):
@@ -76,43 +82,43 @@ def _entry(body: KbEntryIn | KbEntryUpdate, entry_id: str) -> KbEntry:
         raise ValidationError(str(exc)) from None
 
 
-@router.get("/entries", response_model=KbEntriesOut)
+@router.get("/entries", response_model=KbEntriesOut, dependencies=_READ)
 async def list_entries(kb: KbDep, status_: Annotated[KbStatus | None, Query(alias="status")] = None,
                        include_retired: bool = False) -> dict[str, list[KbEntry]]:
     """Current version of every entry (retired ones only when asked or filtered for)."""
     return {"entries": await kb.list_entries(status=status_, include_retired=include_retired)}
 
 
-@router.post("/entries", response_model=KbEntryOut, status_code=status.HTTP_201_CREATED)
+@router.post("/entries", response_model=KbEntryOut, status_code=status.HTTP_201_CREATED, dependencies=_EDIT)
 async def create_entry(body: KbEntryIn, kb: KbDep) -> KbEntry:
     """Create an entry (version 1); 409 ``kb.entry_exists`` if the id is taken (also by a retired entry)."""
     return await kb.create(_entry(body, body.id))
 
 
-@router.get("/entries/{entry_id}", response_model=KbEntryOut)
+@router.get("/entries/{entry_id}", response_model=KbEntryOut, dependencies=_READ)
 async def get_entry(entry_id: str, kb: KbDep) -> KbEntry:
     return await kb.get(entry_id)
 
 
-@router.put("/entries/{entry_id}", response_model=KbEntryOut)
+@router.put("/entries/{entry_id}", response_model=KbEntryOut, dependencies=_EDIT)
 async def update_entry(entry_id: str, body: KbEntryUpdate, kb: KbDep) -> KbEntry:
     """Replace an entry: a new version in the history, live in search at once (identical content: no-op)."""
     return await kb.update(_entry(body, entry_id), expected_version=body.expected_version)
 
 
-@router.delete("/entries/{entry_id}", response_model=KbEntryOut)
+@router.delete("/entries/{entry_id}", response_model=KbEntryOut, dependencies=_EDIT)
 async def delete_entry(entry_id: str, kb: KbDep) -> KbEntry:
     """Retire an entry: out of search at once, kept in history as a new ``retired`` version."""
     return await kb.retire(entry_id)
 
 
-@router.get("/entries/{entry_id}/history", response_model=KbEntriesOut)
+@router.get("/entries/{entry_id}/history", response_model=KbEntriesOut, dependencies=_READ)
 async def entry_history(entry_id: str, kb: KbDep) -> dict[str, list[KbEntry]]:
     """Every saved version of the entry, oldest first."""
     return {"entries": await kb.history(entry_id)}
 
 
-@router.get("/search", response_model=Retrieval)
+@router.get("/search", response_model=Retrieval, dependencies=_READ)
 async def search(kb: KbDep, q: Annotated[str, Query(min_length=1, max_length=2000)],
                  k: Annotated[int, Query(ge=1, le=50)] = 5, category: str | None = None,
                  sku: Annotated[list[str] | None, Query(description="products in context")] = None) -> Retrieval:
@@ -120,7 +126,7 @@ async def search(kb: KbDep, q: Annotated[str, Query(min_length=1, max_length=200
     return await kb.search(q, k=k, category=category, skus=sku)
 
 
-@router.post("/reindex", response_model=ReindexOut)
+@router.post("/reindex", response_model=ReindexOut, dependencies=_EDIT)
 async def reindex(kb: KbDep) -> dict[str, float]:
     """Rebuild the index from the store's published entries and swap it in (searches continue meanwhile)."""
     return await kb.reindex()

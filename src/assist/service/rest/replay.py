@@ -41,7 +41,10 @@ from assist.replay.parse import ParsedLogs, parse_logs
 from assist.replay.report import render_html
 from assist.replay.results import ConversationResult
 from assist.replay.run import Progress, engine_for_shop, evaluate
-from assist.service.deps import ReadyDep, ServicesDep
+from assist.service.auth import PrincipalDep
+from assist.service.deps import ServicesDep, SettingsDep, TenantDep
+from assist.service.tenants import TenantServices
+from assist.settings import Settings
 
 _log = logging.getLogger(__name__)
 
@@ -139,12 +142,16 @@ class ReplayJob:
 
 
 class ReplayJobs:
-    """The in-memory registry of replay jobs of one app, and the lock that runs them one at a time."""
+    """The in-memory registry of one tenant's replay jobs, and the lock that runs them one at a time.
 
-    def __init__(self, keep: int = KEEP_JOBS) -> None:
+    ``run_lock`` is shared by every tenant of an app: replays are CPU-heavy, and one at a time
+    keeps their effect on live turns bounded however many tenants start one.
+    """
+
+    def __init__(self, keep: int = KEEP_JOBS, *, run_lock: asyncio.Lock | None = None) -> None:
         self.keep = keep
         self.jobs: OrderedDict[str, ReplayJob] = OrderedDict()
-        self.run_lock = asyncio.Lock()
+        self.run_lock = run_lock or asyncio.Lock()
 
     def add(self, job: ReplayJob) -> None:
         self.jobs[job.id] = job
@@ -159,20 +166,23 @@ class ReplayJobs:
         return job
 
 
-def get_replay_jobs(services: ServicesDep) -> ReplayJobs:
-    # One registry per app, created on first use; it lives on the services container so two apps in
-    # one process (tests) never share jobs.
-    jobs = getattr(services, "_replay_jobs", None)
+def get_replay_jobs(services: ServicesDep, principal: PrincipalDep) -> ReplayJobs:
+    # One registry per tenant of an app, created on first use; they live on the services container so
+    # two apps in one process (tests) never share jobs, and a tenant never sees another's.
+    registries: dict[str, ReplayJobs] | None = getattr(services, "_replay_jobs", None)
+    if registries is None:
+        registries = {}
+        services._replay_jobs = registries  # type: ignore[attr-defined]
+    jobs = registries.get(principal.tenant)
     if jobs is None:
-        jobs = ReplayJobs()
-        services._replay_jobs = jobs  # type: ignore[attr-defined]
+        shared = next(iter(registries.values())).run_lock if registries else None
+        jobs = registries[principal.tenant] = ReplayJobs(run_lock=shared)
     return jobs
 
 
 ReplayJobsDep = Annotated[ReplayJobs, Depends(get_replay_jobs)]
 
-# Auth is added where the router is mounted (app.py includes it with the bearer-token dependency,
-# like every other REST router), so it is not repeated here.
+# The scope (admin) is required where the router is mounted (app.py), like every other REST router.
 router = APIRouter(prefix="/v1/replay", tags=["replay"])
 
 
@@ -218,21 +228,21 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None]:
 # ---------------------------------------------------------------- background run
 
 
-def _runtime_parts(services: Any) -> tuple[Any, Any, Any]:
-    """(pipeline, engine, shop) of the served runtime: the live units, not copies."""
-    runtime = services.runtime
-    pipeline = services.pipeline or getattr(runtime, "pipeline", None)
+def _runtime_parts(tenant: TenantServices, settings: Settings) -> tuple[Any, Any, Any]:
+    """(pipeline, engine, shop) the caller's tenant serves with: the live units, not copies."""
+    runtime = tenant.runtime
+    pipeline = tenant.conversations.pipeline or getattr(runtime, "pipeline", None)
     shop = getattr(runtime, "shop", None)
-    engine = getattr(services.conversations, "engine", None) or getattr(runtime, "engine", None)
+    engine = tenant.engine or getattr(runtime, "engine", None)
     if pipeline is None or shop is None:
         raise AssistError("the served runtime has no pipeline or shop")
     if engine is None:
-        engine = engine_for_shop(shop, services.settings.rules_dir, getattr(runtime, "dialogue", None),
+        engine = engine_for_shop(shop, settings.rules_dir, getattr(runtime, "dialogue", None),
                                  getattr(runtime, "actions", None))
     return pipeline, engine, shop
 
 
-async def _run_job(job: ReplayJob, jobs: ReplayJobs, services: Any) -> None:
+async def _run_job(job: ReplayJob, jobs: ReplayJobs, tenant: TenantServices, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
 
     def on_progress(p: Progress) -> None:  # called in the worker thread
@@ -243,7 +253,7 @@ async def _run_job(job: ReplayJob, jobs: ReplayJobs, services: Any) -> None:
         job.started_at = datetime.now(UTC)
         job.emit("status", {"status": "running"})
         try:
-            pipeline, engine, shop = _runtime_parts(services)
+            pipeline, engine, shop = _runtime_parts(tenant, settings)
             report, results = await anyio.to_thread.run_sync(
                 lambda: evaluate(job.parsed, pipeline=pipeline, engine=engine, shop=shop, progress=on_progress,
                                  input_sha256=job.sha256))
@@ -275,7 +285,7 @@ def _record_progress(job: ReplayJob, p: Progress) -> None:
                                                      "one JSON object per line (DESIGN §3)"}},
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "file": {"type": "string", "format": "binary"}}}}}}})
-async def start_replay(request: Request, services: ReadyDep, jobs: ReplayJobsDep,
+async def start_replay(request: Request, tenant: TenantDep, settings: SettingsDep, jobs: ReplayJobsDep,
                        name: Annotated[str | None, Query(max_length=200, description="label for the logs")] = None,
                        ) -> ReplayJobOut:
     """Upload logged conversations (JSONL) and start replaying them against the served shop.
@@ -296,7 +306,7 @@ async def start_replay(request: Request, services: ReadyDep, jobs: ReplayJobsDep
     job.progress = ProgressOut(total=len(parsed.conversations),
                                turns_total=sum(len(p.conversation.turns) for p in parsed.conversations))
     jobs.add(job)
-    job.task = asyncio.create_task(_run_job(job, jobs, services), name=f"replay-{job.id}")
+    job.task = asyncio.create_task(_run_job(job, jobs, tenant, settings), name=f"replay-{job.id}")
     return job.out(with_report=False)
 
 
