@@ -136,6 +136,8 @@ ENDPOINTS: dict[tuple[str, str], tuple[Callable[[World], Request], str]] = {
         lambda w: ("/v1/replay", {"headers": {"content-type": "application/x-ndjson"},
                                   "content": (SHOP_B / "conversations.jsonl").read_bytes()}), "own"),
     ("get", "/v1/replay"): (lambda w: ("/v1/replay", {}), "own"),
+    ("get", "/v1/insights/quality-alerts"): (
+        lambda w: ("/v1/insights/quality-alerts", {"params": {"status": "all"}}), "own"),
     ("get", "/v1/replay/{replay_id}"): (lambda w: (f"/v1/replay/{w.replay_id}", {}), "404"),
     ("get", "/v1/replay/{replay_id}/events"): (lambda w: (f"/v1/replay/{w.replay_id}/events", {}), "404"),
     ("get", "/v1/replay/{replay_id}/report.html"): (lambda w: (f"/v1/replay/{w.replay_id}/report.html", {}), "404"),

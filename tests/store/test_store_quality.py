@@ -66,3 +66,22 @@ async def test_one_open_alert_per_group_and_a_new_one_after_closing(db: Database
         assert again is not None and again.id != first.id
         assert [x.id for x in await uow.quality.alerts(status=None)] == [again.id, first.id]
         assert [x.id for x in await uow.quality.alerts(status="closed", sku="S1", batch="B1")] == [first.id]
+
+
+async def test_defects_and_alerts_belong_to_their_tenant(db: Database) -> None:
+    # the same conversation id and group in two tenants: counts, alerts and dedupe stay apart
+    a = assess(AlertRule(), GroupStats(KEY, [], 0, 0.0))
+    async with db.transaction(tenant="t-a") as uow:
+        await uow.conversations.ensure("same")
+        await uow.quality.record(_report("same", T0))
+        assert await uow.quality.raise_alert(KEY, a, now=T0) is not None
+    async with db.transaction(tenant="t-b") as uow:
+        await uow.conversations.ensure("same")
+        assert await uow.quality.defects("same") == []
+        assert await uow.quality.window_counts(T0 - timedelta(days=1), T0 + timedelta(days=1)) == {}
+        assert await uow.quality.alerts(status=None) == []
+        assert await uow.quality.open_alert(KEY) is None
+        assert await uow.quality.raise_alert(KEY, a, now=T0) is not None  # its own, not a lost race
+    async with db.transaction(tenant="t-a") as uow:
+        assert [x.sku for x in await uow.quality.alerts()] == ["S1"]
+        assert len(await uow.quality.defects("same")) == 1

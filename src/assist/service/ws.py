@@ -163,7 +163,7 @@ class WsSession:
             check_origin(self.ws.headers.get("origin"), self.ws.headers.get("host"), self.settings)
         except OriginRefused as exc:
             # Refused before the upgrade: the browser gets HTTP 403 and the page cannot talk to us.
-            self.services.metrics.errors.inc(code=exc.code)
+            self.services.metrics.errors.labels(code=exc.code).inc()
             _log.info("refused WebSocket from origin %r", self.ws.headers.get("origin"))
             await self.ws.close(code=WS_CLOSE_POLICY, reason=exc.code)
             return
@@ -257,7 +257,7 @@ class WsSession:
 
     async def _refuse(self, exc: AssistError, close_code: int) -> None:
         """An error frame saying why, then close (reason: the code): the connection cannot be used."""
-        self.services.metrics.errors.inc(code=exc.code)
+        self.services.metrics.errors.labels(code=exc.code).inc()
         self._leave()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.send_text(dump_frame(ErrorFrame(**error_frame_fields(exc)))), 2.0)
