@@ -31,9 +31,10 @@ from fastapi.openapi.utils import get_openapi
 import assist
 from assist.service import pages, ws
 from assist.service.batcher import EmbedBatcher
+from assist.service.body_limit import BodyLimitMiddleware
 from assist.service.conversations import ConversationService
 from assist.service.deps import AppServices, require_token
-from assist.service.errors import install_handlers
+from assist.service.errors import document_errors, install_handlers
 from assist.service.frames import ClientFrame, ServerFrame
 from assist.service.kb import KbService
 from assist.service.rest import analyze, conversations, crm, health, kb
@@ -178,6 +179,15 @@ async def _stop(services: AppServices) -> None:
         await services.db.close()
 
 
+def _upload_caps() -> dict[str, int]:
+    # Replay uploads stream logs of many MiB (and enforce their cap as they read).
+    if importlib.util.find_spec("assist.service.rest.replay") is None:
+        return {}
+    from assist.service.rest.replay import MAX_UPLOAD_BYTES
+
+    return {"/v1/replay": MAX_UPLOAD_BYTES}
+
+
 def _include_replay(app: FastAPI, auth: list[Any]) -> None:
     # Replay routes belong to the replay package; mounted when it is installed.
     if importlib.util.find_spec("assist.service.rest.replay") is None:
@@ -237,6 +247,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
     )
     app.state.services = services
     install_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, prefixes=_upload_caps())
     auth = [Depends(require_token)]
     app.include_router(health.router)
     app.include_router(conversations.router, dependencies=auth)
@@ -260,6 +271,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
                 frame_schema = TypeAdapter(tp).json_schema(ref_template="#/components/schemas/{model}")
                 components.update(frame_schema.pop("$defs", {}))
                 components[name] = frame_schema
+            document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
