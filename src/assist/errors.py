@@ -8,6 +8,10 @@ The tree::
     │   ├── BadFrameError            "ws.bad_frame"       WebSocket frame that is not valid JSON / schema
     │   ├── UnknownFrameError        "ws.unknown_type"    WebSocket frame with an unknown ``type``
     │   ├── TextTooLongError         "turn.text_too_long"
+    │   ├── FieldTooLongError        "input.too_long"     a string or list over its limit (assist.limits)
+    │   ├── BodyTooLargeError        "request.too_large"  a request body over its byte cap
+    │   ├── FrameTooLargeError       "ws.frame_too_large" a WebSocket frame over its byte cap
+    │   ├── ConversationMismatch     "ws.conversation_mismatch"  a frame names another conversation
     │   └── ReplayInputError         "replay.invalid"
     ├── NotFoundError                "not_found"
     │   ├── KbEntryNotFound          "kb.entry_not_found"
@@ -16,6 +20,7 @@ The tree::
     │   └── ReplayNotFound           "replay.not_found"
     ├── ConflictError                "conflict"
     │   ├── KbEntryExists            "kb.entry_exists"
+    │   ├── TurnIdConflict           "turn.id_conflict"   a turn_id reused with another text or role
     │   └── StateError               "ws.state"           frame not allowed in the session's phase
     ├── IndexError_                  "index.invalid"
     │   └── StaleIndexError          "index.stale"        persisted index does not match KB / encoder
@@ -84,6 +89,26 @@ class TextTooLongError(ValidationError):
     code = "turn.text_too_long"
 
 
+class FieldTooLongError(ValidationError):
+    code = "input.too_long"
+
+
+# pydantic error types that mean "over a limit of assist.limits": answered as FieldTooLongError.
+TOO_LONG_TYPES = frozenset({"string_too_long", "too_long"})
+
+
+class BodyTooLargeError(ValidationError):
+    code = "request.too_large"
+
+
+class FrameTooLargeError(ValidationError):
+    code = "ws.frame_too_large"
+
+
+class ConversationMismatch(ValidationError):
+    code = "ws.conversation_mismatch"
+
+
 class ReplayInputError(ValidationError):
     code = "replay.invalid"
 
@@ -114,6 +139,10 @@ class ConflictError(AssistError):
 
 class KbEntryExists(ConflictError):
     code = "kb.entry_exists"
+
+
+class TurnIdConflict(ConflictError):
+    code = "turn.id_conflict"
 
 
 class StateError(ConflictError):

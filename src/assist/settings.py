@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from assist import limits
 from assist.insights.quality import AlertRule
 from assist.understanding.encoder import EMBED_MAX_CHARS
 
@@ -90,8 +91,16 @@ class Settings(BaseSettings):
     # latency under load (see store/db.py). Deployments that need that use PostgreSQL anyway.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     redis_url: str = ""  # empty: single replica, in-process push
-    max_text_chars: int = 2000
-    ws_send_queue: int = 256  # frames buffered for a slow client before it is disconnected
+    # A turn's or a draft's text; may lower (not raise) the limit in the schema (assist.limits).
+    max_text_chars: int = Field(limits.TURN_TEXT_MAX, ge=1, le=limits.TURN_TEXT_MAX)
+    # Bytes of one JSON request body (413 request.too_large); replay uploads have their own cap.
+    max_body_bytes: int = Field(limits.BODY_MAX_BYTES, ge=1024)
+    # Bytes of one WebSocket client frame; bigger ones get a ws.frame_too_large error frame.
+    ws_max_frame_bytes: int = Field(limits.WS_FRAME_MAX_BYTES, ge=1024)
+    ws_send_queue: int = 256  # frames buffered for a client before the session waits for it to read
+    # A client has stopped reading when one frame's send has been blocked this long (its socket
+    # buffers are full); it is then closed with 1013 once its queue is full (service/ws.py).
+    ws_send_stall_s: float = Field(10.0, gt=0)
     # permessage-deflate on /v1/ws. Off by default: consoles sit on a LAN, and compressing every
     # analysis frame on the event loop cost ~10 % of its time under load (bench/ws_load.py).
     ws_compression: bool = False

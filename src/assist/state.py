@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from assist.errors import SuggestionNotFound
+from assist.limits import ID_MAX, LABEL_MAX, ORDERS_MAX, QTY_MAX, Id, Label, Note, Timestamp, text
 from assist.types import (
     Analysis,
     ClarifyDetails,
@@ -86,36 +87,36 @@ OrderEventType = Literal["paid", "shipped", "delivered", "delayed", "cancelled",
 class Order(_Frozen):
     """One order of the customer, as the CRM knows it."""
 
-    order_id: str
-    sku: str
+    order_id: text(ID_MAX, min_length=1)
+    sku: text(LABEL_MAX, min_length=1)
     status: OrderStatus = "paid"
-    paid_at: datetime | None = None
-    shipped_at: datetime | None = None
-    delivered_at: datetime | None = None
-    qty: int = 1
-    batch: str | None = None
-    region: str | None = None
-    tracking_no: str | None = None
-    delayed_at: datetime | None = Field(None, description="set by a 'delayed' logistics event")
-    exception: str | None = Field(None, description="detail of an 'exception' logistics event")
+    paid_at: Timestamp | None = None
+    shipped_at: Timestamp | None = None
+    delivered_at: Timestamp | None = None
+    qty: int = Field(1, ge=1, le=QTY_MAX)
+    batch: Label | None = None
+    region: Label | None = None
+    tracking_no: Label | None = None
+    delayed_at: Timestamp | None = Field(None, description="set by a 'delayed' logistics event")
+    exception: Note | None = Field(None, description="detail of an 'exception' logistics event")
 
 
 class CustomerProfile(_Frozen):
-    id: str
-    tier: str = "normal"
+    id: Id
+    tier: Label = "normal"
     opt_out_marketing: bool = False
-    orders: list[Order] = Field(default_factory=list)
-    region: str | None = None
+    orders: list[Order] = Field(default_factory=list, max_length=ORDERS_MAX)
+    region: Label | None = None
 
 
 class OrderEvent(_Frozen):
     """An order / logistics event pushed by the CRM."""
 
-    order_id: str
+    order_id: text(ID_MAX, min_length=1)
     type: OrderEventType
-    ts: datetime
-    sku: str | None = None
-    detail: str | None = None
+    ts: Timestamp
+    sku: Label | None = None
+    detail: Note | None = None
 
 
 class TurnSignals(_Frozen):

@@ -33,6 +33,6 @@ def test_transcript_state_and_frames_survive_a_restart(tmp_path: Path, runtime: 
             a, b = turn(ws, "t4", "再问一下拉拉裤和纸尿裤的区别")
             assert (a["seq"], b["seq"]) == (7, 8)
             assert b["state"]["customer_turns"] == 3
-            # A turn id from before the restart is still recognised.
-            ws.send_json({"type": "turn", "v": 1, "turn_id": "t1", "role": "customer", "text": "纸尿裤尺码怎么选？"})
+            # A turn id from before the restart is still recognised (a resend: the same message).
+            ws.send_json({"type": "turn", "v": 1, "turn_id": "t1", "role": "customer", "text": "纸尿裤尺码怎么选？宝宝20斤"})
             assert recv(ws)["duplicate"] is True and recv(ws) == frames[1]

@@ -39,23 +39,40 @@ class StuckWebSocket:
 
 
 async def test_full_send_queue_closes_with_1013_and_stops_buffering() -> None:
-    services = AppServices(settings=Settings(env="test", ws_send_queue=4))
+    services = AppServices(settings=Settings(env="test", ws_send_queue=4, ws_send_stall_s=0.05))
     stuck = StuckWebSocket()
     session = WsSession(stuck, services)  # type: ignore[arg-type]
     session.phase, session.conversation_id = SessionPhase.open, "c"
     session._writer = asyncio.create_task(session._write_loop())
     await asyncio.sleep(0)
-    for seq in range(1, 7):  # 1 in the stuck send + 4 queued + 1 too many
+    for seq in range(1, 7):  # 1 in the stuck send + 4 queued + 1 over the limit
         session.deliver(StoredFrame(seq, f'{{"seq":{seq}}}'))
         await asyncio.sleep(0)
+    # Over the limit, but the send has not been stuck for the stall time yet: not closed.
+    assert session._closing is None and session.phase is SessionPhase.open
+    await asyncio.sleep(0.1)
+    session.deliver(StoredFrame(7, '{"seq":7}'))
     assert session._closing is not None
     await session._closing
     assert stuck.closed == (WS_CLOSE_TRY_AGAIN, "ws.slow_consumer")
     assert session.phase is SessionPhase.closed
     assert services.metrics.value("assist_ws_slow_consumer_closed_total") == 1
     session.deliver(StoredFrame(99, "{}"))  # ignored after close: nothing grows any more
-    assert session._queue.qsize() <= 4
+    assert session._queue.qsize() <= 6
     assert session._writer.done()
+
+
+async def test_a_reading_client_that_is_slower_than_its_frames_is_closed_at_the_hard_cap() -> None:
+    """Sends complete (the client reads), but frames come faster: memory stays bounded anyway."""
+    services = AppServices(settings=Settings(env="test", ws_send_queue=2))
+    slow = StuckWebSocket()
+    session = WsSession(slow, services)  # type: ignore[arg-type]
+    session.phase, session.conversation_id = SessionPhase.open, "c"
+    for seq in range(1, 10):  # the writer never ran: nothing is stalled, the queue passes 4 x 2
+        session.deliver(StoredFrame(seq, "{}"))
+    assert session._closing is not None
+    await session._closing
+    assert slow.closed == (WS_CLOSE_TRY_AGAIN, "ws.slow_consumer")
 
 
 async def test_resume_waits_for_room_instead_of_dropping() -> None:

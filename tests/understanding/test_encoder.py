@@ -8,6 +8,7 @@ from retrieval_support import MemoEncoder, e5, minilm, minilm_path
 
 from assist.errors import ModelError
 from assist.understanding.encoder import (
+    E5_MAX_TOKENS,
     E5_NAME,
     EMBED_MAX_CHARS,
     CachedEncoder,
@@ -42,6 +43,21 @@ def test_e5_prefixes_differ_and_meaning_is_captured() -> None:
     assert not np.allclose(q, p)  # "query: " vs "passage: "
     near, far = enc.encode_queries(["坐飞机能不能带移动电源", "宝宝奶粉怎么冲"])
     assert float(q @ near) > float(q @ far)
+
+
+def test_e5_reads_at_most_512_tokens_of_a_long_text() -> None:
+    enc = e5()
+    count = enc._model.token_count
+    short = "宝宝红屁屁怎么办"
+    assert enc.clip(short, is_query=True) == short
+    for long in ("😀" * 2000, "好" * 2000, "a" * 5000, "纸尿裤" + "😀好a" * 900):
+        clipped = enc.clip(long, is_query=True)
+        assert long.startswith(clipped)
+        assert count(clipped, True) <= E5_MAX_TOKENS < count(long[: len(clipped) + 1], True)
+    # Past the limit the text no longer changes the vector: the model never sees it.
+    head = "纸尿裤尺码怎么选" * 80
+    a, b = enc.encode_queries([head + "😀" * 500, head + "好" * 500])
+    assert float(a @ b) > 0.9999
 
 
 def test_e5_passages_are_batched_consistently() -> None:

@@ -30,7 +30,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from assist import limits
 from assist.errors import RecordProblem, ReplayInputError
+from assist.limits import SafeStr, Timestamp, loads_json
 from assist.state import CustomerProfile
 from assist.types import Emotion, Intent, SentimentLabel, Signal
 
@@ -102,10 +104,10 @@ class Gold(_Strict):
 
 
 class LoggedTurn(_Open):
-    turn_id: str = Field(min_length=1, max_length=128)
+    turn_id: SafeStr = Field(min_length=1, max_length=limits.ID_MAX)
     role: Literal["customer", "agent"]
-    text: str = Field(min_length=1)
-    ts: datetime | None = None
+    text: SafeStr = Field(min_length=1)
+    ts: Timestamp | None = None
     gold: Gold | None = None
 
     @model_validator(mode="after")
@@ -121,7 +123,7 @@ class LoggedTurn(_Open):
 
 
 class LoggedConversation(_Open):
-    conversation_id: str = Field(min_length=1, max_length=128)
+    conversation_id: SafeStr = Field(min_length=1, max_length=limits.ID_MAX)
     # The logged customer is exactly the profile the engine works with (assist.state), so a status
     # or field the engine cannot read is reported here, with its line, instead of failing mid-replay.
     customer: CustomerProfile | None = None
@@ -215,9 +217,12 @@ def parse_logs(source: Path | str | bytes | Iterable[str], *, name: str | None =
             out.problems.append(RecordProblem(label, lineno, "<line>", f"line longer than {MAX_LINE_CHARS} characters"))
             continue
         try:
-            obj = json.loads(raw)
+            obj = loads_json(raw)
         except json.JSONDecodeError as exc:
             out.problems.append(RecordProblem(label, lineno, "<json>", f"{exc.msg} (column {exc.colno})"))
+            continue
+        except ValueError as exc:  # NaN, Infinity, nesting deeper than the parser goes
+            out.problems.append(RecordProblem(label, lineno, "<json>", str(exc)))
             continue
         if not isinstance(obj, dict):
             out.problems.append(RecordProblem(label, lineno, "<record>", "a line must be one JSON object"))

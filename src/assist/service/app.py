@@ -36,10 +36,11 @@ from assist.service import pages, ws
 from assist.service.admission import Admission, sample_costs
 from assist.service.auth import Authenticator, exposure_problem, require
 from assist.service.batcher import EmbedBatcher
+from assist.service.body_limit import BodyLimitMiddleware
 from assist.service.conversations import ConversationService
 from assist.service.cost import CostModel
 from assist.service.deps import AppServices
-from assist.service.errors import install_handlers
+from assist.service.errors import document_errors, install_handlers
 from assist.service.frames import ClientFrame, ServerFrame
 from assist.service.kb import KbService
 from assist.service.quality import QualityMonitor, remedy_intents_of
@@ -259,6 +260,15 @@ async def _stop(services: AppServices) -> None:
         await services.db.close()
 
 
+def _upload_caps() -> dict[str, int]:
+    # Replay uploads stream logs of many MiB (and enforce their cap as they read).
+    if importlib.util.find_spec("assist.service.rest.replay") is None:
+        return {}
+    from assist.service.rest.replay import MAX_UPLOAD_BYTES
+
+    return {"/v1/replay": MAX_UPLOAD_BYTES}
+
+
 def _include_replay(app: FastAPI) -> None:
     # Replay routes belong to the replay package; mounted when it is installed.
     if importlib.util.find_spec("assist.service.rest.replay") is None:
@@ -318,6 +328,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
     )
     app.state.services = services
     install_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, prefixes=_upload_caps())
     # Every /v1 route names the scope it needs (its `security` in openapi.yaml); kb's routes do so
     # one by one (search and reads: console, edits: admin).
     app.include_router(health.router)
@@ -343,6 +354,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any | None = None,
                 frame_schema = TypeAdapter(tp).json_schema(ref_template="#/components/schemas/{model}")
                 components.update(frame_schema.pop("$defs", {}))
                 components[name] = frame_schema
+            document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

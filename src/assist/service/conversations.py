@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from assist.errors import AssistError, ConversationNotFound, NotReadyError
+from assist.errors import AssistError, ConversationNotFound, NotReadyError, TurnIdConflict
 from assist.policy.actions import Action, ActionType
 from assist.service.admission import Admission, Ticket
 from assist.service.batcher import EmbedBatcher, Embedded
@@ -427,6 +427,11 @@ class ConversationService:
                 record, created = await uow.conversations.insert_turn(
                     conversation_id, turn_id=turn.turn_id, role=turn.role.value, text=turn.text, ts=turn.ts,
                 )
+                if not created and (record.text != turn.text or record.role != turn.role.value):
+                    # A resend is the same message; another message under a used id would be
+                    # silently dropped if it were answered as a duplicate.
+                    raise TurnIdConflict(f"turn_id {turn.turn_id!r} was used for another message in this "
+                                         "conversation; give every message its own turn_id")
                 stored = []
                 if created:
                     ack = AckFrame(conversation_id=conversation_id, ref="turn", turn_id=turn.turn_id)

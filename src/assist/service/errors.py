@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assist import errors as e
@@ -114,6 +115,10 @@ ERROR_TABLE: dict[type[e.AssistError], int] = {
     e.BadFrameError: 400,
     e.UnknownFrameError: 400,
     e.TextTooLongError: 422,
+    e.FieldTooLongError: 422,
+    e.BodyTooLargeError: 413,
+    e.FrameTooLargeError: 413,
+    e.ConversationMismatch: 400,
     e.ReplayInputError: 422,
     e.NotFoundError: 404,
     e.KbEntryNotFound: 404,
@@ -122,6 +127,7 @@ ERROR_TABLE: dict[type[e.AssistError], int] = {
     e.ReplayNotFound: 404,
     e.ConflictError: 409,
     e.KbEntryExists: 409,
+    e.TurnIdConflict: 409,
     e.StateError: 409,
     e.IndexError_: 500,
     e.StaleIndexError: 500,
@@ -179,13 +185,46 @@ def error_frame_fields(exc: e.AssistError) -> dict[str, Any]:
     return fields
 
 
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    code: str = Field(description="stable machine-readable code, e.g. turn.text_too_long, input.too_long")
+    message: str
+    details: Any = Field(None, description="per-field problems for invalid input")
+
+
+def document_errors(schema: dict[str, Any]) -> None:
+    """Make ``schema`` (an OpenAPI document) say what errors really look like: ``ErrorOut``.
+
+    FastAPI documents its own 422 body (``HTTPValidationError``), which this service never sends;
+    every 4xx of every operation is an ``ErrorOut``, and clients (and schemathesis) check
+    responses against this.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorOut"] = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            responses = op.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "invalid input: {code, message, details}", "content": content}
+            responses["4XX"] = {"description": "client error: {code, message} (400, 401, 404, 409, 413 ...)",
+                                "content": content}
+            for status, response in responses.items():
+                if status.startswith(("4", "5")) and status != "422":
+                    response.setdefault("content", content)
+
+
 def internal_error(context: str, exc: BaseException) -> e.AssistError:
     """Log an unexpected exception once, with context, and return the generic error to answer with."""
     _log.error("unexpected error in %s", context, exc_info=exc)
     return e.AssistError("internal error; it has been logged")
 
 
-_HTTP_CODES = {401: "auth.unauthorized", 403: "auth.forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_HTTP_CODES = {401: "auth.unauthorized", 403: "auth.forbidden", 404: "not_found", 405: "method_not_allowed",
+               413: e.BodyTooLargeError.code}
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -209,9 +248,9 @@ def install_handlers(app: FastAPI) -> None:
         loc = ".".join(str(p) for p in first.get("loc", ()))
         message = f"{loc}: {first.get('msg', 'invalid request')}" if loc else "invalid request"
         details = [{"loc": [str(p) for p in x.get("loc", ())], "msg": x.get("msg", "")} for x in errs]
-        count(request, e.ValidationError.code)
-        return JSONResponse({"code": e.ValidationError.code, "message": message, "details": details},
-                            status_code=422)
+        code = e.FieldTooLongError.code if first.get("type") in e.TOO_LONG_TYPES else e.ValidationError.code
+        count(request, code)
+        return JSONResponse({"code": code, "message": message, "details": details}, status_code=422)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -32,7 +32,6 @@ is not a turn, changes no state and is not stored; only the ``turn`` the agent f
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -40,15 +39,28 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from assist.errors import BadFrameError, TextTooLongError, UnknownFrameError
+from assist import limits
+from assist.errors import (
+    TOO_LONG_TYPES,
+    BadFrameError,
+    FieldTooLongError,
+    FrameTooLargeError,
+    TextTooLongError,
+    UnknownFrameError,
+)
+from assist.limits import Id, Note, SafeStr, Seq, Timestamp, loads_json
 from assist.policy.actions import Action
 from assist.state import ConversationState, CustomerProfile
 from assist.types import IntentResult, Outcome, Retrieval, Role, SentimentResult
 
 PROTOCOL_VERSION = 1
 
-# Ids travel in URLs (REST) and logs: no whitespace or slashes, bounded length.
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
+# What a client's text may be: a turn's and a draft's are bounded by ASSIST_MAX_TEXT_CHARS (checked
+# after parsing, so the error says turn.text_too_long); the schema shows the highest it can be.
+ClientText = Annotated[SafeStr, Field(json_schema_extra={"maxLength": limits.TURN_TEXT_MAX})]
+# Echoed back as they came: bounded, so an echo cannot be made big.
+Echo = Annotated[str, Field(max_length=limits.NONCE_MAX)] | Annotated[int, Field(ge=-limits.SEQ_MAX,
+                                                                                 le=limits.SEQ_MAX)]
 
 
 class SessionPhase(StrEnum):
@@ -69,51 +81,57 @@ class _ClientFrame(BaseModel):
     v: Literal[1] = 1
 
 
+class _ConversationFrame(_ClientFrame):
+    conversation_id: Id | None = Field(None, description="if given, must be the hello's conversation "
+                                       "(error ws.conversation_mismatch otherwise)")
+
+
 class HelloFrame(_ClientFrame):
     type: Literal["hello"] = "hello"
     conversation_id: Id
-    token: str | None = Field(None, description="API key (`assist keys create`) or ASSIST_API_TOKEN, when not "
-                                                "sent in the handshake's Authorization header")
+    token: limits.text(limits.TOKEN_MAX) | None = Field(
+        None, description="API key (`assist keys create`) or ASSIST_API_TOKEN, when not sent in the "
+                          "handshake's Authorization header")
     customer: CustomerProfile | None = Field(None, description="profile to attach (upserted into the store)")
     create: bool = Field(True, description="create the conversation if unknown; false: error conversation.not_found")
 
 
-class TurnFrame(_ClientFrame):
+class TurnFrame(_ConversationFrame):
     type: Literal["turn"] = "turn"
     turn_id: Id
     role: Role
-    text: str = Field(min_length=1)
-    ts: datetime | None = None
+    text: ClientText = Field(min_length=1)
+    ts: Timestamp | None = None
 
 
-class FeedbackFrame(_ClientFrame):
+class FeedbackFrame(_ConversationFrame):
     type: Literal["feedback"] = "feedback"
     suggestion_id: Id
     outcome: Outcome
-    edited_text: str | None = None
+    edited_text: Note | None = None
 
 
-class ResolveFrame(_ClientFrame):
+class ResolveFrame(_ConversationFrame):
     type: Literal["resolve"] = "resolve"
-    ts: datetime | None = None
+    ts: Timestamp | None = None
 
 
-class ResumeFrame(_ClientFrame):
+class ResumeFrame(_ConversationFrame):
     type: Literal["resume"] = "resume"
-    last_seq: int = Field(ge=0, description="the last seq the client has; every stored frame after it is replayed")
+    last_seq: Seq = Field(description="the last seq the client has; every stored frame after it is replayed")
 
 
-class DraftFrame(_ClientFrame):
+class DraftFrame(_ConversationFrame):
     """What the agent is typing, before it is sent: answered with a ``qa`` frame, never stored."""
 
     type: Literal["draft"] = "draft"
-    text: str = Field(description="the whole unsent text (empty: nothing to check)")
-    draft_id: str | int | None = Field(None, description="echoed in the qa frame, so a console can drop stale answers")
+    text: ClientText = Field(description="the whole unsent text (empty: nothing to check)")
+    draft_id: Echo | None = Field(None, description="echoed in the qa frame, so a console can drop stale answers")
 
 
 class PingFrame(_ClientFrame):
     type: Literal["ping"] = "ping"
-    nonce: str | int | None = None
+    nonce: Echo | None = None
 
 
 ClientFrame = Annotated[
@@ -124,37 +142,57 @@ _CLIENT_TYPES = {"hello", "turn", "feedback", "resolve", "resume", "draft", "pin
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 
 
-def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
+def _echoable(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limits.ID_MAX and limits.is_unicode(value)
+
+
+def _short(value: object) -> str:
+    # repr escapes surrogates and control characters; the cut keeps an error frame small.
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def parse_client_frame(raw: str | bytes, *, max_text_chars: int,
+                       max_frame_bytes: int = limits.WS_FRAME_MAX_BYTES) -> ClientFrame:
     """Parse and validate one client frame.
 
     Raises (each carries ``details={"ref": <frame type or None>, "turn_id": ...}`` so the
     error frame can say which request it answers):
-        BadFrameError: not JSON, not an object, missing/invalid fields, unsupported ``v``.
+        FrameTooLargeError: the frame is bigger than ``max_frame_bytes``.
+        BadFrameError: not JSON (NaN and Infinity included), nested too deeply, not an object,
+            missing/invalid fields, unsupported ``v``.
         UnknownFrameError: a ``type`` this protocol version does not have.
         TextTooLongError: a turn's or a draft's text is longer than ``max_text_chars``.
     """
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > max_frame_bytes:
+        raise FrameTooLargeError(f"frame has {size} bytes; the limit is {max_frame_bytes}", details={"ref": None})
     try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        obj = loads_json(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadFrameError(f"frame is not valid JSON: {exc}", details={"ref": None}) from None
     if not isinstance(obj, dict):
         raise BadFrameError("frame must be a JSON object", details={"ref": None})
     ftype = obj.get("type")
-    ref = {"ref": ftype if isinstance(ftype, str) else None,
-           "turn_id": obj.get("turn_id") if isinstance(obj.get("turn_id"), str) else None}
+    # The error frame echoes type and turn_id: only values that are safe to send back as they are.
+    turn_id = obj.get("turn_id")
+    ref = {"ref": ftype if _echoable(ftype) else None,
+           "turn_id": turn_id if _echoable(turn_id) else None}
     if not isinstance(ftype, str):
         raise BadFrameError("frame has no string 'type'", details=ref)
     if ftype not in _CLIENT_TYPES:
-        raise UnknownFrameError(f"unknown frame type {ftype!r}; expected one of {sorted(_CLIENT_TYPES)}",
+        raise UnknownFrameError(f"unknown frame type {_short(ftype)}; expected one of {sorted(_CLIENT_TYPES)}",
                                 details=ref)
     if obj.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
-        raise BadFrameError(f"unsupported protocol version {obj.get('v')!r}; this server speaks v1", details=ref)
+        raise BadFrameError(f"unsupported protocol version {_short(obj.get('v'))}; this server speaks v1",
+                            details=ref)
     try:
         frame = _client_adapter.validate_python(obj)
     except PydanticValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"][1:]) or "<frame>"  # [0] is the union tag
-        raise BadFrameError(f"{ftype}: {loc}: {err['msg']}", details=ref) from None
+        cls = FieldTooLongError if err["type"] in TOO_LONG_TYPES else BadFrameError
+        raise cls(f"{ftype}: {loc}: {err['msg']}", details=ref) from None
     if isinstance(frame, TurnFrame | DraftFrame) and len(frame.text) > max_text_chars:
         raise TextTooLongError(f"{frame.type} text has {len(frame.text)} characters; the limit is {max_text_chars}",
                                details=ref)

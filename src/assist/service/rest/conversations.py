@@ -13,8 +13,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from assist.errors import TextTooLongError
+from assist.limits import Id, Note, Seq, Timestamp
 from assist.service.deps import ConversationsDep, SettingsDep
-from assist.service.frames import AnalysisFrame, EventFrame, Id, Outcome, Role, TurnFrame
+from assist.service.frames import AnalysisFrame, ClientText, EventFrame, Outcome, Role, TurnFrame
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -22,18 +23,18 @@ router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 class TurnIn(BaseModel):
     turn_id: Id
     role: Role
-    text: str = Field(min_length=1)
-    ts: datetime | None = None
+    text: ClientText = Field(min_length=1)
+    ts: Timestamp | None = None
 
 
 class FeedbackIn(BaseModel):
     suggestion_id: Id
     outcome: Outcome
-    edited_text: str | None = None
+    edited_text: Note | None = None
 
 
 class ResolveIn(BaseModel):
-    ts: datetime | None = None
+    ts: Timestamp | None = None
 
 
 class TurnOut(BaseModel):
@@ -116,7 +117,7 @@ async def get_conversation(conversation_id: Id, conversations: ConversationsDep)
 
 @router.get("/{conversation_id}/frames", response_model=FramesOut)
 async def get_frames(conversation_id: Id, conversations: ConversationsDep,
-                     after: Annotated[int, Query(ge=0, description="last seq the client has")] = 0,
+                     after: Annotated[Seq, Query(description="last seq the client has")] = 0,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
     """Stored server frames after ``after`` (what a WebSocket ``resume`` replays), for polling clients."""
     frames = await conversations.frame_docs(conversation_id, after, limit=limit)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from assist import limits
+from assist.limits import Id, Label, Note, Timestamp
 from assist.service.deps import ConversationsDep
-from assist.service.frames import EventFrame, Id
+from assist.service.frames import EventFrame
 from assist.state import CustomerProfile, Order, OrderEvent, OrderEventType
 
 router = APIRouter(prefix="/v1", tags=["crm"])
@@ -18,10 +19,10 @@ router = APIRouter(prefix="/v1", tags=["crm"])
 class CustomerIn(BaseModel):
     """A whole profile as the CRM knows it (the id is the path's)."""
 
-    tier: str = "normal"
+    tier: Label = "normal"
     opt_out_marketing: bool = False
-    orders: list[Order] = Field(default_factory=list)
-    region: str | None = None
+    orders: list[Order] = Field(default_factory=list, max_length=limits.ORDERS_MAX)
+    region: Label | None = None
 
 
 class CustomerOut(BaseModel):
@@ -31,11 +32,11 @@ class CustomerOut(BaseModel):
 
 class OrderEventIn(BaseModel):
     customer_id: Id
-    order_id: str = Field(min_length=1)
+    order_id: limits.text(limits.ID_MAX, min_length=1)
     type: OrderEventType
-    ts: datetime
-    sku: str | None = None
-    detail: str | None = None
+    ts: Timestamp
+    sku: Label | None = None
+    detail: Note | None = None
 
 
 class OrderEventOut(BaseModel):

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
+from assist import limits
 from assist.errors import ValidationError
 from assist.service.auth import require
 from assist.service.deps import KbDep
-from assist.shop.models import KbEntry, KbStatus
+from assist.shop.models import KbContent, KbEntry, KbId, KbStatus
 from assist.store.records import Scope
 from assist.types import Intent, Retrieval
 
@@ -22,32 +23,22 @@ _READ = [require(Scope.console)]
 _EDIT = [require(Scope.admin)]
 
 
-class _KbContent(BaseModel):
+class _KbContent(KbContent):
     """What an editor writes of an entry (``version`` and ``updated_at`` are set by the store).
 
-    The limits repeat ``KbEntry``'s so that they show in the OpenAPI schema; ``_entry`` validates
-    the result as a ``KbEntry`` too, so KbEntry stays the one authority."""
-
-    question: str = Field(min_length=1, max_length=500)
-    similar: list[str] = Field(default_factory=list)
-    answer: str = Field(min_length=1, max_length=5000)
-    category: str = ""
-    skus: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    intent: Intent | None = None
-    status: KbStatus = KbStatus.published
+    ``_entry`` validates the result as a ``KbEntry`` too (ids, whitespace)."""
 
 
 class KbEntryIn(_KbContent):
     """A new entry (POST)."""
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    id: KbId
 
 
 class KbEntryUpdate(_KbContent):
     """A full replacement of an entry's content (PUT); ``expected_version`` guards concurrent edits."""
 
-    expected_version: int | None = Field(None, ge=0, description="refuse (409) unless the stored version is this")
+    expected_version: int | None = Field(None, ge=0, le=limits.SEQ_MAX, description="refuse (409) unless the stored version is this")
 
 
 class KbEntryOut(BaseModel):
@@ -96,32 +87,34 @@ async def create_entry(body: KbEntryIn, kb: KbDep) -> KbEntry:
 
 
 @router.get("/entries/{entry_id}", response_model=KbEntryOut, dependencies=_READ)
-async def get_entry(entry_id: str, kb: KbDep) -> KbEntry:
+async def get_entry(entry_id: KbId, kb: KbDep) -> KbEntry:
     return await kb.get(entry_id)
 
 
 @router.put("/entries/{entry_id}", response_model=KbEntryOut, dependencies=_EDIT)
-async def update_entry(entry_id: str, body: KbEntryUpdate, kb: KbDep) -> KbEntry:
+async def update_entry(entry_id: KbId, body: KbEntryUpdate, kb: KbDep) -> KbEntry:
     """Replace an entry: a new version in the history, live in search at once (identical content: no-op)."""
     return await kb.update(_entry(body, entry_id), expected_version=body.expected_version)
 
 
 @router.delete("/entries/{entry_id}", response_model=KbEntryOut, dependencies=_EDIT)
-async def delete_entry(entry_id: str, kb: KbDep) -> KbEntry:
+async def delete_entry(entry_id: KbId, kb: KbDep) -> KbEntry:
     """Retire an entry: out of search at once, kept in history as a new ``retired`` version."""
     return await kb.retire(entry_id)
 
 
 @router.get("/entries/{entry_id}/history", response_model=KbEntriesOut, dependencies=_READ)
-async def entry_history(entry_id: str, kb: KbDep) -> dict[str, list[KbEntry]]:
+async def entry_history(entry_id: KbId, kb: KbDep) -> dict[str, list[KbEntry]]:
     """Every saved version of the entry, oldest first."""
     return {"entries": await kb.history(entry_id)}
 
 
 @router.get("/search", response_model=Retrieval, dependencies=_READ)
-async def search(kb: KbDep, q: Annotated[str, Query(min_length=1, max_length=2000)],
-                 k: Annotated[int, Query(ge=1, le=50)] = 5, category: str | None = None,
-                 sku: Annotated[list[str] | None, Query(description="products in context")] = None) -> Retrieval:
+async def search(kb: KbDep, q: Annotated[str, Query(min_length=1, max_length=limits.QUERY_MAX)],
+                 k: Annotated[int, Query(ge=1, le=50)] = 5,
+                 category: Annotated[str | None, Query(max_length=limits.KB_CATEGORY_MAX)] = None,
+                 sku: Annotated[list[str] | None, Query(max_length=limits.SKUS_MAX,
+                                                        description="products in context")] = None) -> Retrieval:
     """Search the live index as the pipeline does for a customer turn."""
     return await kb.search(q, k=k, category=category, skus=sku)
 

@@ -36,7 +36,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from assist.errors import AssistError, ReplayInputError, ReplayNotFound
+from assist.errors import AssistError, BodyTooLargeError, ReplayInputError, ReplayNotFound
 from assist.replay.parse import ParsedLogs, parse_logs
 from assist.replay.report import render_html
 from assist.replay.results import ConversationResult
@@ -215,8 +215,8 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None]:
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_UPLOAD_BYTES:
-            raise ReplayInputError(f"upload larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB; "
-                                   "replay big logs with `assist replay`")
+            raise BodyTooLargeError(f"upload larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB; "
+                                    "replay big logs with `assist replay`")
         chunks.append(chunk)
     body = b"".join(chunks)
     content_type = request.headers.get("content-type", "")
