@@ -37,7 +37,7 @@ def test_a_turn_over_the_bound_is_refused_before_it_is_stored(tmp_path: Path, ru
         with client.websocket_connect("/v1/ws") as ws:
             ws.send_json({"type": "hello", "v": 1, "conversation_id": "busy2"})
             assert recv(ws)["ref"] == "hello"
-            assert admission.is_live("busy2")  # a console watches: its turns are served first
+            assert admission.is_live(_services(client).conversations.admission_key("busy2"))  # a console watches: its turns are served first
             ws.send_json({"type": "turn", "v": 1, "turn_id": "t1", "role": "agent", "text": "亲，您好"})
             err = recv(ws)
             assert err["type"] == "error" and err["code"] == "server.busy" and err["turn_id"] == "t1", err
@@ -49,7 +49,7 @@ def test_a_turn_over_the_bound_is_refused_before_it_is_stored(tmp_path: Path, ru
             ws.send_json({"type": "turn", "v": 1, "turn_id": "t1", "role": "agent", "text": "亲，您好"})  # resent
             frames = [recv(ws), recv(ws)]
             assert [f["type"] for f in frames] == ["ack", "analysis"], frames
-        assert not admission.is_live("busy2")  # the console left: its backlog would now come last
+        assert not admission.is_live(_services(client).conversations.admission_key("busy2"))  # the console left: its backlog would now come last
         # Nothing of the refused turns was stored: busy1 does not exist, busy2 has the resent turn once.
         assert client.get("/v1/conversations/busy1").status_code == 404
         assert [t["turn_id"] for t in client.get("/v1/conversations/busy2").json()["turns"]] == ["t1"]

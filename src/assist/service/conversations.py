@@ -196,11 +196,18 @@ class ConversationService:
                                                 metrics=metrics)
         self.worker_cpu_s = 0.0  # CPU the turn workers spent (cumulative), for the cost model
         self.quality = quality
+        # One admission control serves every tenant's services: its conversations are told apart
+        # by tenant, since two tenants may both have a conversation "c1".
+        self._tenant = str(getattr(db, "tenant", "default"))
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     # --- task and lane bookkeeping -------------------------------------------------------------
+
+    def admission_key(self, conversation_id: str) -> str:
+        """The conversation's name in the process-wide admission control (tenant-qualified)."""
+        return f"{self._tenant}\x1f{conversation_id}"
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` as a task the service waits for at shutdown.
@@ -236,7 +243,7 @@ class ConversationService:
 
     def _watched(self, conversation_id: str, lane: _Lane) -> None:
         # Admission and the encoder's queue serve watched conversations first.
-        self.admission.set_live(conversation_id, bool(lane.sinks))
+        self.admission.set_live(self.admission_key(conversation_id), bool(lane.sinks))
 
     @contextlib.asynccontextmanager
     async def _ordered(self, lane: _Lane) -> AsyncIterator[None]:
@@ -381,9 +388,9 @@ class ConversationService:
         t0 = time.perf_counter()
         customer = turn.role is Role.customer
         # Before anything is stored: a refused turn was never acked, so the client resends it.
-        self.admission.precheck(conversation_id, pinned=waiting)
+        self.admission.precheck(self.admission_key(conversation_id), pinned=waiting)
         tokens = self._tokens(turn.text) if customer else None
-        ticket = self.admission.admit(conversation_id, tokens=tokens, pinned=waiting)
+        ticket = self.admission.admit(self.admission_key(conversation_id), tokens=tokens, pinned=waiting)
         # The embedding depends on the text alone, so it starts now and overlaps the ingest commit
         # and the wait for earlier turns; only its result is used in order.
         early = self.spawn(self._understand_text(turn.text, ticket, tokens)) if customer else None
@@ -576,7 +583,7 @@ class ConversationService:
         for record in pending:
             t0 = time.perf_counter()
             # Acked before the crash: admitted whatever the backlog, and counted in it.
-            ticket = self.admission.admit(record.conversation_id, force=True,
+            ticket = self.admission.admit(self.admission_key(record.conversation_id), force=True,
                                           tokens=self._tokens(record.text) if record.role == Role.customer.value
                                           else None)
             async with self._lane(record.conversation_id) as lane, self._ordered(lane):
