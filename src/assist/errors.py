@@ -40,6 +40,9 @@ from dataclasses import dataclass
 
 class AssistError(Exception):
     code = "internal"
+    # Seconds after which the client may try again (a rate limit, a lockout, a busy server): the
+    # ``Retry-After`` header of the response. None: nothing to say.
+    retry_after_s: float | None = None
 
     def __init__(self, message: str, *, details: object | None = None) -> None:
         super().__init__(message)
@@ -177,6 +180,7 @@ class ServerBusyError(AssistError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, details={"retry_after": retry_after})
         self.retry_after = retry_after
+        self.retry_after_s = float(retry_after)
 
 
 def all_error_classes() -> list[type[AssistError]]:

@@ -151,7 +151,7 @@ class Policy:
         j = defect.judge_defect(f)
         props = self.proposals(f)
         g = cross_sell.gate(f, [p for p in props if p.type.value != "cross_sell"])
-        found, rejected = cross_sell.candidates(f)
+        found, rejected = cross_sell.candidates(f, g.asked)
         return {
             "signals": f.signals.model_dump(),
             "defect": {"kind": j.kind.value, "reason": j.reason, "evidence": list(j.evidence)},

@@ -170,10 +170,8 @@ def error_body(exc: e.AssistError) -> dict[str, Any]:
 
 def retry_headers(exc: e.AssistError) -> dict[str, str] | None:
     """``Retry-After`` (RFC 9110 §10.2.3; whole seconds, rounded up) for errors that say when to come
-    back: rate limits and lockouts (``retry_after_s``), a busy server (``retry_after``)."""
-    seconds = getattr(exc, "retry_after_s", None)
-    if seconds is None and isinstance(exc, e.ServerBusyError):
-        seconds = exc.retry_after
+    back (``AssistError.retry_after_s``: rate limits, lockouts, a busy server)."""
+    seconds = exc.retry_after_s
     return {"Retry-After": str(max(1, math.ceil(seconds)))} if seconds is not None else None
 
 

@@ -327,11 +327,7 @@ def choose_thresholds(oof_signals: np.ndarray, y_sig: np.ndarray) -> tuple[dict[
         best = (0.5, -1.0, 0.0, 0.0)
         if y.sum() >= 5:
             for t in grid:
-                p = oof_signals[:, j] >= t
-                tp = int((p & y).sum())
-                prec = tp / max(int(p.sum()), 1)
-                rec = tp / max(int(y.sum()), 1)
-                f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+                f1, prec, rec = _prf(oof_signals[:, j] >= t, y)
                 if f1 > best[1]:
                     best = (float(t), f1, prec, rec)
         thresholds[s] = best[0]
@@ -497,10 +493,16 @@ def train_actions(examples: Sequence[Example], c: float = 0.5,
     return ActionModel(weights, bias, thresholds, meta, vetoes, adds), report, folds
 
 
+def _f_beta(tp: int, predicted: int, positives: int, beta: float = 1.0) -> tuple[float, float, float]:
+    """(F-beta, precision, recall) from counts."""
+    prec, rec = tp / max(predicted, 1), tp / max(positives, 1)
+    b2 = beta * beta
+    return ((1 + b2) * prec * rec / (b2 * prec + rec) if prec + rec else 0.0), prec, rec
+
+
 def _prf(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    tp = int((pred & (y == 1)).sum())
-    prec, rec = tp / max(int(pred.sum()), 1), tp / max(int(y.sum()), 1)
-    return (2 * prec * rec / (prec + rec) if prec + rec else 0.0), prec, rec
+    """(F1, precision, recall) of boolean predictions against 0/1 (or boolean) gold."""
+    return _f_beta(int((pred & (y == 1)).sum()), int(pred.sum()), int(y.sum()))
 
 
 def _choose_keep_add(oof: np.ndarray, y: np.ndarray, proposed: np.ndarray, grid: np.ndarray,
@@ -519,12 +521,6 @@ def _choose_keep_add(oof: np.ndarray, y: np.ndarray, proposed: np.ndarray, grid:
     return best
 
 
-def _f_beta(tp: int, fp: int, positives: int, beta: float = VETO_BETA) -> float:
-    prec, rec = tp / max(tp + fp, 1), tp / max(positives, 1)
-    b2 = beta * beta
-    return (1 + b2) * prec * rec / (b2 * prec + rec) if prec + rec else 0.0
-
-
 def choose_veto(p: np.ndarray, y: np.ndarray, positives: int) -> tuple[float | None, dict[str, Any]]:
     """The veto threshold for a type the model may only withhold, from out-of-writer probabilities.
 
@@ -532,11 +528,11 @@ def choose_veto(p: np.ndarray, y: np.ndarray, positives: int) -> tuple[float | N
     (recall counts the moments the gate missed too, which no veto can win back). The veto is kept
     only if its F0.5 beats showing every proposal.
     """
-    base = _f_beta(int(y.sum()), int((y == 0).sum()), positives)
+    base = _f_beta(int(y.sum()), len(y), positives, VETO_BETA)[0]
     best: tuple[float | None, float] = (None, base)
     for th in np.round(np.arange(0.05, 0.86, 0.05), 2):
         keep = p >= th
-        f = _f_beta(int((keep & (y == 1)).sum()), int((keep & (y == 0)).sum()), positives)
+        f = _f_beta(int((keep & (y == 1)).sum()), int(keep.sum()), positives, VETO_BETA)[0]
         if f > best[1] + 1e-9:
             best = (float(th), f)
     th = best[0]

@@ -28,7 +28,8 @@ relation's script.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from statistics import fmean
 
 from assist.policy.actions import ActionType, Proposal
@@ -45,6 +46,7 @@ class Gate:
     ok: bool
     solved_by: str | None
     blocked: tuple[str, ...] = ()
+    asked: Mapping[str, str] = field(default_factory=dict)  # :func:`asked_targets` of this turn
 
 
 def solved_by(f: Facts, earlier: list[Proposal] | None = None) -> str | None:
@@ -101,7 +103,7 @@ def gate(f: Facts, earlier: list[Proposal]) -> Gate:
     cfg = f.cfg.cross_sell
     blocked: list[str] = []
     how = solved_by(f, earlier)
-    asked = bool(asked_targets(f))
+    asked = asked_targets(f)
     if how is None and asked:
         # the customer turned to the complement themselves ("那保护罩多少钱"): no open question of
         # theirs is left unanswered by showing it, and what is still wrong blocks it below
@@ -132,7 +134,7 @@ def gate(f: Facts, earlier: list[Proposal]) -> Gate:
         blocked.append("opted_out")
     if unaccepted_cross_sells(f) >= cfg.max_per_conversation:
         blocked.append("cross_sell_limit")
-    return Gate(ok=not blocked, solved_by=how, blocked=tuple(blocked))
+    return Gate(ok=not blocked, solved_by=how, blocked=tuple(blocked), asked=asked)
 
 
 def unaccepted_cross_sells(f: Facts) -> int:
@@ -203,8 +205,10 @@ def _recently_bought(f: Facts, sku: str) -> bool:
                and (o.paid_at is None or f.hours_since(o.paid_at) <= limit) for o in f.orders)
 
 
-def candidates(f: Facts) -> tuple[list[Candidate], dict[str, str]]:
-    """Relevant, allowed cross-sell candidates, best first; and why each other target was left out."""
+def candidates(f: Facts, asked: Mapping[str, str] | None = None) -> tuple[list[Candidate], dict[str, str]]:
+    """Relevant, allowed cross-sell candidates, best first; and why each other target was left out.
+
+    ``asked``: :func:`asked_targets` of this turn, if the gate has found them already."""
     cfg = f.cfg.cross_sell
     ctx = _context(f)
     ctx_tops = {_top(c) for _, _, c, _ in ctx if c}
@@ -213,7 +217,8 @@ def candidates(f: Facts) -> tuple[list[Candidate], dict[str, str]]:
     talking_about = set(f.analysis.skus_mentioned) | ({f.problem.sku} if f.problem and f.problem.sku else set())
     out: list[Candidate] = []
     rejected: dict[str, str] = {}
-    asked = asked_targets(f)
+    if asked is None:
+        asked = asked_targets(f)
     for i, r in enumerate(f.shop.cross_sell):
         item = f.item(r.to)
         if item is None or (asked and r.to not in asked):
@@ -280,7 +285,7 @@ def _reason(f: Facts, c: Candidate) -> str:
 def judge(f: Facts, earlier: list[Proposal]) -> tuple[Gate, list[Candidate]]:
     """The gate and, when it is open, the relevant candidates (best first)."""
     g = gate(f, earlier)
-    return g, (candidates(f)[0] if g.ok else [])
+    return g, (candidates(f, g.asked)[0] if g.ok else [])
 
 
 def propose(f: Facts, earlier: list[Proposal], judged: tuple[Gate, list[Candidate]] | None = None) -> list[Proposal]:
